@@ -1,0 +1,143 @@
+"""Projected gradient descent in [0, 1] pixel space, L-inf and L2.
+
+Random starts are passed in (drawn by the caller from the chunk's generator), so a sample's attack does not
+depend on which other samples share its batch. A sample counts as broken as soon as any iterate misclassifies
+it (early stop keeps that iterate); restarts attack only the samples still unbroken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitbench.errors import ConfigError
+from vitbench.threat import NORMS
+
+#: step-size rule constants: alpha = c * eps / steps (2.5 from Madry et al.; 1.5 from the light recipe)
+ALPHA_FACTOR_MADRY = 2.5
+ALPHA_FACTOR_LIGHT = 1.5
+
+
+def step_size(eps: float, steps: int, *, alpha: float | None = None, alpha_factor: float = ALPHA_FACTOR_MADRY) -> float:
+    """The step size: a fixed ``alpha`` when given, else ``alpha_factor * eps / steps``."""
+    if alpha is not None:
+        return float(alpha)
+    return alpha_factor * eps / max(steps, 1)
+
+
+def random_start(shape: tuple[int, ...], *, norm: str, eps: float, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """A random perturbation inside the eps-ball.
+
+    L-inf: uniform in [-eps, eps]^d. L2: a uniformly random direction scaled by eps * u, u ~ U(0, 1).
+    """
+    if norm == "linf":
+        noise = torch.rand(shape, generator=generator) * 2 - 1
+        return (noise * eps).to(device)
+    if norm == "l2":
+        direction = torch.randn(shape, generator=generator)
+        flat = direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (len(shape) - 1)))
+        radius = torch.rand((shape[0],) + (1,) * (len(shape) - 1), generator=generator)
+        return (direction / flat * radius * eps).to(device)
+    raise ConfigError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
+
+
+def project(delta: torch.Tensor, *, norm: str, eps: float) -> torch.Tensor:
+    """Project perturbations onto the eps-ball of the norm."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (delta.ndim - 1)))
+    return delta * torch.clamp(eps / norms, max=1.0)
+
+
+def _ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    if norm == "linf":
+        return grad.sign()
+    g_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
+    return grad / g_norm
+
+
+@dataclass
+class PGDResult:
+    """Per-sample outcome of a PGD attack."""
+
+    x_adv: torch.Tensor      # (B, C, H, W) the returned adversarial examples
+    success: torch.Tensor    # (B,) bool: misclassified at x_adv
+    loss: torch.Tensor       # (B,) cross-entropy at x_adv
+    steps_used: torch.Tensor  # (B,) gradient steps spent on the sample (all restarts)
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int, alpha: float,
+        inits: list[torch.Tensor | None], early_stop: bool = True, mask: torch.Tensor | None = None) -> PGDResult:
+    """Attack one batch with PGD, one run per entry of ``inits`` (random starts, or None for x itself).
+
+    Args:
+        model: maps [0, 1] images to logits; used as is (the caller sets eval/train mode).
+        x, y: (B, C, H, W) clean images in [0, 1] and (B,) labels.
+        norm, eps, steps, alpha: threat model, number of gradient steps and step size.
+        inits: one starting perturbation per restart, each (B, C, H, W) or None.
+        early_stop: stop attacking a sample once an iterate misclassifies it (keeps that iterate).
+        mask: optional (B, 1 or C, H, W) 0/1 tensor; the perturbation is restricted to where it is 1.
+
+    Returns:
+        PGDResult; for samples never broken, x_adv is the final iterate of the last restart.
+    """
+    x = x.detach()
+    best = x.clone()
+    success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    loss_out = torch.zeros(len(x), device=x.device)
+    used = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    for init in inits:
+        active = (~success).nonzero().flatten() if early_stop else torch.arange(len(x), device=x.device)
+        if len(active) == 0:
+            break
+        adv, broke, loss, n = _pgd_run(model, x[active], y[active], norm=norm, eps=eps, steps=steps, alpha=alpha,
+                                       init=None if init is None else init[active], early_stop=early_stop,
+                                       mask=None if mask is None else mask[active])
+        take = broke | ~success[active]
+        best[active[take]] = adv[take]
+        loss_out[active[take]] = loss[take]
+        success[active] |= broke
+        used[active] += n
+    return PGDResult(best, success, loss_out, used)
+
+
+def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
+    """One PGD run. Returns (x_adv, broken, loss at x_adv, steps used) for the batch."""
+    delta = torch.zeros_like(x) if init is None else init.to(x)
+    if mask is not None:
+        delta = delta * mask
+    delta = (x + project(delta, norm=norm, eps=eps)).clamp(0, 1) - x
+    out_adv = x + delta
+    broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    out_loss = torch.zeros(len(x), device=x.device)
+    used = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    idx = torch.arange(len(x), device=x.device)  # positions of the still-active samples
+    for step in range(steps + 1):
+        xa = (x[idx] + delta[idx]).requires_grad_(step < steps)
+        with torch.enable_grad():
+            logits = model(xa)
+            losses = F.cross_entropy(logits, y[idx], reduction="none")
+            grad = torch.autograd.grad(losses.sum(), xa)[0] if step < steps else None
+        wrong = logits.argmax(1) != y[idx]
+        out_adv[idx] = xa.detach()
+        out_loss[idx] = losses.detach()
+        broken[idx] = (broken[idx] | wrong) if early_stop else wrong
+        if step == steps:
+            break
+        if early_stop:
+            keep = ~wrong
+            idx, grad = idx[keep], grad[keep]
+            if len(idx) == 0:
+                break
+        used[idx] += 1
+        step_dir = _ascent(grad, norm)
+        if mask is not None:
+            step_dir = step_dir * mask[idx]
+        new = delta[idx] + alpha * step_dir
+        new = project(new, norm=norm, eps=eps)
+        delta[idx] = (x[idx] + new).clamp(0, 1) - x[idx]
+    return out_adv, broken, out_loss, used

@@ -1,0 +1,285 @@
+"""The engine: fixed chunks, per-chunk seeds, commit per chunk, resume, ranks, batch-size back-off.
+
+An evaluation is identified by (model fingerprint, data fingerprint, suite, suite version, config, seed, chunk
+size); ``n_examples`` only selects how many of its chunks a run needs, so a larger run reuses a smaller one's
+chunks. Chunk ``i`` covers examples [i * chunk_size, min((i + 1) * chunk_size, n)) and is seeded from
+(seed, i). Each finished chunk is committed with its per-sample records at once; a rerun computes only the
+missing chunks, and a run whose chunks are all stored is a cache hit (no model is even loaded). Under
+``torchrun`` rank r computes the chunks with i % world_size == r; rank 0 aggregates once all are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vitbench import __version__
+from vitbench._config import stable_hash, to_plain
+from vitbench.data.base import EvalDataset
+from vitbench.errors import DataError, VitbenchError
+from vitbench.store import Store
+from vitbench.suites import get_suite
+from vitbench.suites.base import Chunk, Column, Context, Metric
+from vitbench.zoo.load import LoadedModel, load_model, model_fingerprint, weights_identity
+from vitbench.zoo.schema import ZooEntry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 100
+KNOWN_LABEL_SPACES = ("digits", "imagenet", "cifar10", "cifar100")
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """A suite and its validated config (one line of a battery preset)."""
+
+    suite: str
+    config: Any
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run: which examples, seed, chunking, device and batch size."""
+
+    seed: int = 0
+    n_examples: int | None = None
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    device: str = "auto"
+    batch_size: int = 256
+
+
+@dataclass
+class RunResult:
+    """The outcome of one suite on one model."""
+
+    model: str
+    suite: str
+    config: dict
+    dataset: str
+    n_examples: int
+    metrics: dict[str, Metric]
+    flags: list[str]
+    columns: list[Column]
+    cached: bool
+    seconds: float
+    run_id: int | None = None
+    eval_key: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "suite": self.suite, "config": self.config, "dataset": self.dataset,
+                "n_examples": self.n_examples, "cached": self.cached, "seconds": round(self.seconds, 3),
+                "metrics": {k: m.value for k, m in self.metrics.items()}, "flags": self.flags,
+                "run_id": self.run_id}
+
+
+def plan_chunks(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
+    """(index, start, stop) of every chunk of an n-example run."""
+    return [(i, start, min(start + chunk_size, n)) for i, start in enumerate(range(0, n, chunk_size))]
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The seed of chunk ``index`` of a run seeded with ``seed`` (63-bit)."""
+    digest = hashlib.sha256(f"vitbench:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> the local rank's GPU when there is one, else CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def dist_world() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    import torch.distributed as dist
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def provenance(device: torch.device) -> dict:
+    """Versions and machine facts stored with every run."""
+    versions = {"vitbench": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    for mod in ("timm", "pyautoattack", "datasets", "torchvision"):
+        try:
+            versions[mod] = sys.modules[mod].__version__ if mod in sys.modules else __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a version lookup must never fail a run
+            versions[mod] = "unavailable"
+    dev = str(device)
+    if device.type == "cuda":
+        dev += f" ({torch.cuda.get_device_name(device)})"
+    return {"versions": versions, "device": dev, "platform": platform.platform(terse=True),
+            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+
+
+def check_labels(entry: ZooEntry, dataset: EvalDataset) -> None:
+    """Refuse to evaluate a model on data whose labels it does not predict."""
+    space = dataset.label_space
+    if entry.dataset in KNOWN_LABEL_SPACES and space.name in KNOWN_LABEL_SPACES and entry.dataset != space.name:
+        raise DataError(f"model {entry.name} predicts {entry.dataset} labels but {dataset.spec!r} has "
+                        f"{space.name} labels: pick a model trained for {space.name}")
+    if space.num_classes > entry.num_classes:
+        raise DataError(f"{dataset.spec!r} has {space.num_classes} classes but model {entry.name} predicts "
+                        f"{entry.num_classes}")
+
+
+class _Models:
+    """Loads each model at most once, and only when a chunk needs computing."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self._cache = device, {}
+
+    def get(self, entry: ZooEntry) -> LoadedModel:
+        if entry.name not in self._cache:
+            self._cache.clear()
+            self._cache[entry.name] = load_model(entry, device=self.device)
+        return self._cache[entry.name]
+
+    def fingerprint(self, entry: ZooEntry) -> tuple[str, str]:
+        ident = weights_identity(entry)
+        if ident is None:
+            loaded = self.get(entry)
+            return loaded.fingerprint, loaded.weights_sha256
+        return model_fingerprint(entry, ident[0]), ident[0]
+
+
+class Engine:
+    """Runs suites on models over a dataset, storing every chunk."""
+
+    def __init__(self, store: Store, options: Options, *, progress: Callable[[float, str], None] | None = None):
+        self.store, self.options = store, options
+        self.device = resolve_device(options.device)
+        self.rank, self.world = dist_world()
+        self.models = _Models(self.device)
+        self.batch_size = options.batch_size
+        self._progress = progress or (lambda n, desc: None)
+
+    def n_examples(self, dataset: EvalDataset) -> int:
+        n = self.options.n_examples
+        if n is not None and n <= 0:
+            raise VitbenchError(f"--n-examples must be > 0, got {n}")
+        return len(dataset) if n is None else min(n, len(dataset))
+
+    def key(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> tuple[str, dict]:
+        """The evaluation key and the facts it is made of."""
+        suite = get_suite(job.suite)
+        fp, sha = self.models.fingerprint(entry)
+        config = to_plain(job.config)
+        info = {"model": entry.name, "model_fingerprint": fp, "weights_sha256": sha, "dataset": dataset.spec,
+                "data_fingerprint": dataset.fingerprint, "suite": job.suite, "suite_version": suite.version,
+                "config": config, "config_hash": stable_hash(config), "seed": self.options.seed,
+                "chunk_size": self.options.chunk_size}
+        key = stable_hash({k: v for k, v in info.items() if k not in ("model", "dataset", "weights_sha256")}, 32)
+        return key, info
+
+    def pending(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> int:
+        """Number of examples this rank still has to compute for the job."""
+        key, _ = self.key(entry, dataset, job)
+        done = self.store.done_chunks(key)
+        plan = plan_chunks(self.n_examples(dataset), self.options.chunk_size)
+        return sum(b - a for i, a, b in plan if i % self.world == self.rank and (a, b) not in done)
+
+    def run(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> RunResult | None:
+        """Evaluate one suite on one model; returns the result on rank 0 (None on other ranks)."""
+        check_labels(entry, dataset)
+        suite = get_suite(job.suite)
+        key, info = self.key(entry, dataset, job)
+        n = self.n_examples(dataset)
+        plan = plan_chunks(n, self.options.chunk_size)
+        started = time.perf_counter()
+        self.store.ensure_eval(key, info)
+        done = self.store.done_chunks(key)
+        todo = [c for c in plan if c[0] % self.world == self.rank and (c[1], c[2]) not in done]
+        for index, start, stop in todo:
+            self._run_chunk(entry, dataset, job, suite, key, index, start, stop)
+        _barrier()
+        if self.rank != 0:
+            return None
+        return self._finish(entry, dataset, job, suite, key, plan, n, cached=not todo and self.world == 1,
+                            seconds=time.perf_counter() - started)
+
+    def _run_chunk(self, entry, dataset, job, suite, key, index, start, stop) -> None:
+        loaded = self.models.get(entry)
+        x, y = dataset.load(start, stop, entry.preprocessing)
+        if int(y.max()) >= entry.num_classes:
+            raise DataError(f"{dataset.spec!r} has label {int(y.max())} but {entry.name} predicts "
+                            f"{entry.num_classes} classes")
+        seed = chunk_seed(self.options.seed, index)
+        chunk = Chunk(index, start, stop, x.to(self.device), y.to(self.device), seed,
+                      dataset.sample_ids(start, stop))
+        desc = f"{entry.name} {job.suite}"
+        t0 = time.perf_counter()
+        output = self._with_backoff(suite, loaded, chunk, job, dataset, entry, desc)
+        if len(output.records) != stop - start:
+            raise RuntimeError(f"suite {job.suite} returned {len(output.records)} records for {stop - start} samples")
+        self.store.commit_chunk(key, start=start, stop=stop, index=index, seed=seed, batch_size=self.batch_size,
+                                seconds=time.perf_counter() - t0, device=str(self.device), flags=output.flags,
+                                ids=chunk.ids, records=output.records)
+        self._progress(0.0, desc)
+
+    def _with_backoff(self, suite, loaded, chunk, job, dataset, entry, desc):
+        while True:
+            ctx = Context(self.device, self.batch_size, dataset, entry,
+                          progress=lambda k, d=desc: self._progress(k, d))
+            torch.manual_seed(chunk.seed)
+            try:
+                return suite.run(loaded.model, chunk, job.config, ctx)
+            except torch.OutOfMemoryError:
+                if self.batch_size <= 1:
+                    raise VitbenchError(f"{entry.name}: out of memory even at batch size 1; use a smaller model "
+                                        "input or another device") from None
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("out of memory; retrying chunk %d with batch size %d", chunk.index, self.batch_size)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _finish(self, entry, dataset, job, suite, key, plan, n, *, cached, seconds) -> RunResult:
+        spans = [(a, b) for _, a, b in plan]
+        records = self.store.records(key, spans)
+        metrics = suite.aggregate(records, job.config)
+        flags: list[str] = []
+        for info in self.store.chunk_info(key, spans):
+            flags += [f for f in info["flags"] if f not in flags]
+        flags += [f for f in suite.run_flags(records, job.config, metrics) if f not in flags]
+        config = to_plain(job.config)
+        run_id = self.store.add_run(
+            eval_key=key, model=entry.name, dataset=dataset.spec, data_fingerprint=dataset.fingerprint,
+            label_space=dataset.label_space.name, suite=job.suite, config=config, n_examples=n,
+            seed=self.options.seed, metrics={k: [m.value, m.higher_is_better] for k, m in metrics.items()},
+            flags=flags, provenance=provenance(self.device), seconds=seconds, cached=cached)
+        return RunResult(entry.name, job.suite, config, dataset.spec, n, metrics, flags,
+                         suite.columns(job.config, metrics), cached, seconds, run_id, key)
+
+
+def run_battery(engine: Engine, entries: Sequence[ZooEntry], dataset: EvalDataset,
+                jobs: Sequence[SuiteRun]) -> list[RunResult]:
+    """Every suite of the battery on every model, model by model (each model loaded once)."""
+    results = []
+    for entry in entries:
+        for job in jobs:
+            result = engine.run(entry, dataset, job)
+            if result is not None:
+                results.append(result)
+    return results

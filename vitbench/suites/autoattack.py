@@ -1,0 +1,95 @@
+"""AutoAttack (Croce and Hein 2020) through pyautoattack: standard, plus, rand or a custom attack list.
+
+Per sample: clean correctness, robustness, and which attack broke it. Chunk seeds are passed to pyautoattack
+(which re-seeds the global RNG before every attack call). pyautoattack's reliability checks run on every chunk and
+their flags are stored with it; "square-beat-white-box" is decided on the whole run (Square, a black-box attack,
+breaking more than 0.2% of the points the white-box attacks left robust).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vitbench.attacks.autoattack import ATTACKS, VERSIONS, make_adversary, run_cascade
+from vitbench.suites import register
+from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
+from vitbench.threat import parse_norm
+
+SQUARE_ALPHA = 0.002  # pyautoattack's tolerance for Square beating the white-box attacks
+STANDARD_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+                    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+                    "rand": ("apgd-ce", "apgd-dlr")}
+
+
+@dataclass(frozen=True)
+class AutoAttackConfig:
+    norm: str | None = None
+    eps: float | None = None
+    version: str = "standard"
+    attacks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.norm is None or self.eps is None:
+            raise ValueError("needs norm and eps: pass --norm/--eps or give the model a threat_model")
+        object.__setattr__(self, "norm", parse_norm(self.norm))
+        if self.version not in VERSIONS:
+            raise ValueError(f"version {self.version!r} is not one of {', '.join(VERSIONS)}")
+        if self.version == "custom":
+            bad = [a for a in self.attacks if a not in ATTACKS]
+            if not self.attacks or bad:
+                raise ValueError(f"version custom needs attacks from {', '.join(ATTACKS)}")
+        elif self.attacks:
+            raise ValueError(f"attacks are only for version custom (version {self.version} fixes them)")
+
+    @property
+    def attack_list(self) -> tuple[str, ...]:
+        return self.attacks if self.version == "custom" else STANDARD_ATTACKS[self.version]
+
+    @property
+    def label(self) -> str:
+        if self.version == "standard":
+            return "AA"
+        if self.version == "custom":
+            return "AA[" + "+".join(a.upper() for a in self.attacks) + "]"
+        return f"AA-{self.version}"
+
+
+@register
+class AutoAttackSuite(Suite):
+    name = "autoattack"
+    version = 1
+    Config = AutoAttackConfig
+    summary = "AutoAttack via pyautoattack (standard/plus/rand/custom), L-inf or L2, per-sample attribution"
+
+    def run(self, model, chunk, config: AutoAttackConfig, ctx) -> SuiteOutput:
+        adversary = make_adversary(model, norm=config.norm, eps=config.eps, version=config.version,
+                                   attacks=config.attacks or None, seed=chunk.seed, device=ctx.device,
+                                   num_classes=ctx.entry.num_classes if ctx.entry else 10)
+        result = run_cascade(adversary, chunk.x, chunk.y, batch_size=ctx.batch_size)
+        records = [{"clean_correct": bool(c), "robust": bool(r), "broken_by": b}
+                   for c, r, b in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by)]
+        return SuiteOutput(records, [f for f in result.flags if f != "square-beat-white-box"])
+
+    def aggregate(self, records, config: AutoAttackConfig) -> dict[str, Metric]:
+        out = {"clean_accuracy": Metric(accuracy([r["clean_correct"] for r in records])),
+               "robust_accuracy": Metric(accuracy([r["robust"] for r in records]))}
+        n = len(records)
+        remaining = sum(r["clean_correct"] for r in records)
+        for attack in config.attack_list:
+            remaining -= sum(r["broken_by"] == attack for r in records)
+            out[f"after_{attack}"] = Metric(remaining / n if n else float("nan"))
+        return out
+
+    def run_flags(self, records, config, metrics) -> list[str]:
+        if "square" not in config.attack_list or not records:
+            return []
+        by_square = sum(r["broken_by"] == "square" for r in records) / len(records)
+        return ["square-beat-white-box"] if by_square > SQUARE_ALPHA else []
+
+    def columns(self, config: AutoAttackConfig, metrics) -> list[Column]:
+        return [Column("Clean", metrics["clean_accuracy"].value, rank=10),
+                Column(f"{config.label} {eps_label(config.norm, config.eps)}", metrics["robust_accuracy"].value,
+                       rank=20, headline=True)]
+
+    def cost(self, config) -> float:
+        return 100.0 * len(config.attack_list)

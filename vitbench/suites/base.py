@@ -1,0 +1,117 @@
+"""The suite contract: the model, a chunk of data and a validated config in; per-sample records out.
+
+Suites never write files, print or pick devices: the engine does. Each suite aggregates its own records into
+metrics (each declaring whether higher is better) and names the leaderboard columns it contributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from vitbench.threat import format_eps
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An aggregated number (a fraction for accuracies) and its direction."""
+
+    value: float
+    higher_is_better: bool = True
+
+
+@dataclass
+class Chunk:
+    """A fixed slice [start, stop) of the evaluation set, on the engine's device."""
+
+    index: int
+    start: int
+    stop: int
+    x: torch.Tensor   # (B, 3, H, W) in [0, 1]
+    y: torch.Tensor   # (B,) int64
+    seed: int
+    ids: list[str]
+
+    def generator(self, *salt: object) -> torch.Generator:
+        """A CPU generator seeded from the chunk seed and a salt (e.g. the eps index and restart)."""
+        digest = hashlib.sha256(repr((self.seed, salt)).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+@dataclass
+class Context:
+    """What the engine gives a suite besides the data: device, batch size, progress and data access."""
+
+    device: torch.device
+    batch_size: int
+    dataset: Any = None
+    entry: Any = None
+    progress: Callable[[float], None] = field(default=lambda _: None)
+
+
+@dataclass
+class SuiteOutput:
+    """Per-sample records (one dict of floats/ints/bools/strings per sample) and chunk-level flags."""
+
+    records: list[dict]
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column contributed by a run: its label, value and whether it is the headline."""
+
+    label: str
+    value: float
+    higher_is_better: bool = True
+    rank: int = 50   # position among columns (lower = further left)
+    headline: bool = False
+
+
+class Suite(ABC):
+    """Base class of evaluation suites. Subclasses set ``name``, ``version``, ``Config`` and ``summary``."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    Config: ClassVar[type]
+    summary: ClassVar[str] = ""
+
+    @abstractmethod
+    def run(self, model: torch.nn.Module, chunk: Chunk, config: Any, ctx: Context) -> SuiteOutput:
+        """Evaluate one chunk and return one record per sample, in order."""
+
+    @abstractmethod
+    def aggregate(self, records: Sequence[dict], config: Any) -> dict[str, Metric]:
+        """Turn per-sample records into metrics."""
+
+    def run_flags(self, records: Sequence[dict], config: Any, metrics: dict[str, Metric]) -> list[str]:
+        """Flags about the whole run (e.g. a curve that rises with eps); chunk flags are added by the engine."""
+        return []
+
+    def columns(self, config: Any, metrics: dict[str, Metric]) -> list[Column]:
+        """Leaderboard columns for a run of this suite."""
+        return []
+
+    def threat(self, config: Any) -> tuple[str, float] | None:
+        """(norm, eps) of the run's headline threat model, if the suite has one."""
+        norm, eps = getattr(config, "norm", None), getattr(config, "eps", None)
+        if norm is None or not isinstance(eps, float):
+            return None
+        return norm, eps
+
+    def cost(self, config: Any) -> float:
+        """Relative cost per sample (forward-backward passes), for the progress bar."""
+        return 1.0
+
+
+def eps_label(norm: str, eps: float) -> str:
+    return f"{'Linf' if norm == 'linf' else 'L2'} {format_eps(eps)}"
+
+
+def accuracy(flags: Sequence[bool]) -> float:
+    return float(sum(bool(f) for f in flags) / len(flags)) if flags else float("nan")

@@ -1,0 +1,96 @@
+"""Clean accuracy: top-1, top-5 (when there are more than 5 classes), mean confidence and calibration error.
+
+ECE: predictions are binned by confidence (max softmax) into ``ece_bins`` equal-width bins over (0, 1];
+ECE = sum_b |B_b| / n * |accuracy(B_b) - mean confidence(B_b)| (Guo et al. 2017, 15 bins).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vitbench.suites import register
+from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    ece_bins: int = 15
+
+    def __post_init__(self) -> None:
+        if self.ece_bins < 1:
+            raise ValueError("ece_bins must be >= 1")
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = 15) -> float:
+    """ECE with equal-width confidence bins over (0, 1]."""
+    n = len(confidence)
+    if n == 0:
+        return float("nan")
+    sums = [[0, 0.0, 0.0] for _ in range(bins)]  # count, confidence sum, correct sum
+    for conf, ok in zip(confidence, correct):
+        b = min(bins - 1, max(0, math.ceil(conf * bins) - 1))
+        sums[b][0] += 1
+        sums[b][1] += conf
+        sums[b][2] += float(ok)
+    return sum(abs(c_sum - k_sum) / n for count, c_sum, k_sum in sums if count)
+
+
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of x in batches, without gradients."""
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def classify_records(logits: torch.Tensor, y: torch.Tensor, class_subset: Sequence[int] | None = None) -> list[dict]:
+    """Per-sample prediction records (optionally restricted to a subset of the logits, e.g. ImageNet-A's 200)."""
+    if class_subset is not None:
+        index = torch.as_tensor(class_subset, device=logits.device)
+        logits = logits[:, index]
+        remap = {int(c): i for i, c in enumerate(class_subset)}
+        y = torch.as_tensor([remap.get(int(t), -1) for t in y], device=logits.device)
+    probs = logits.float().softmax(1)
+    conf, pred = probs.max(1)
+    k = min(5, logits.shape[1])
+    top5 = (logits.topk(k, dim=1).indices == y[:, None]).any(1)
+    safe_y = y.clamp_min(0)
+    p_true = probs.gather(1, safe_y[:, None]).squeeze(1)
+    has_top5 = logits.shape[1] > 5
+    return [{"pred": int(p), "correct": bool(p == t), "top5": bool(t5) if has_top5 else None,
+             "confidence": float(c), "p_true": float(pt)}
+            for p, t, t5, c, pt in zip(pred.tolist(), y.tolist(), top5.tolist(), conf.tolist(), p_true.tolist())]
+
+
+def clean_metrics(records: Sequence[dict], bins: int) -> dict[str, Metric]:
+    correct = [r["correct"] for r in records]
+    conf = [r["confidence"] for r in records]
+    out = {"accuracy": Metric(accuracy(correct)),
+           "mean_confidence": Metric(sum(conf) / len(conf) if conf else float("nan")),
+           "ece": Metric(expected_calibration_error(conf, correct, bins), higher_is_better=False)}
+    if records and records[0].get("top5") is not None:
+        out["top5_accuracy"] = Metric(accuracy([r["top5"] for r in records]))
+    return out
+
+
+@register
+class CleanSuite(Suite):
+    name = "clean"
+    version = 1
+    Config = CleanConfig
+    summary = "clean top-1/top-5 accuracy, mean confidence, expected calibration error"
+
+    def run(self, model, chunk: Chunk, config: CleanConfig, ctx: Context) -> SuiteOutput:
+        return SuiteOutput(classify_records(predict(model, chunk.x, ctx.batch_size), chunk.y))
+
+    def aggregate(self, records, config: CleanConfig) -> dict[str, Metric]:
+        return clean_metrics(records, config.ece_bins)
+
+    def columns(self, config, metrics) -> list[Column]:
+        cols = [Column("Clean", metrics["accuracy"].value, rank=10)]
+        if "top5_accuracy" in metrics:
+            cols.append(Column("Clean top-5", metrics["top5_accuracy"].value, rank=11))
+        cols.append(Column("ECE", metrics["ece"].value, higher_is_better=False, rank=12))
+        return cols
