@@ -168,13 +168,14 @@ class _Models:
 class Engine:
     """Runs suites on models over a dataset, storing every chunk."""
 
-    def __init__(self, store: Store, options: Options, *, progress: Callable[[float, str], None] | None = None):
+    def __init__(self, store: Store, options: Options, *,
+                 progress: Callable[[str, SuiteRun, int], None] | None = None):
         self.store, self.options = store, options
         self.device = resolve_device(options.device)
         self.rank, self.world = dist_world()
         self.models = _Models(self.device)
         self.batch_size = options.batch_size
-        self._progress = progress or (lambda n, desc: None)
+        self._progress = progress or (lambda name, job, n: None)
 
     def n_examples(self, dataset: EvalDataset) -> int:
         n = self.options.n_examples
@@ -229,20 +230,18 @@ class Engine:
         seed = chunk_seed(self.options.seed, index)
         chunk = Chunk(index, start, stop, x.to(self.device), y.to(self.device), seed,
                       dataset.sample_ids(start, stop))
-        desc = f"{entry.name} {job.suite}"
         t0 = time.perf_counter()
-        output = self._with_backoff(suite, loaded, chunk, job, dataset, entry, desc)
+        output = self._with_backoff(suite, loaded, chunk, job, dataset, entry)
         if len(output.records) != stop - start:
             raise RuntimeError(f"suite {job.suite} returned {len(output.records)} records for {stop - start} samples")
         self.store.commit_chunk(key, start=start, stop=stop, index=index, seed=seed, batch_size=self.batch_size,
                                 seconds=time.perf_counter() - t0, device=str(self.device), flags=output.flags,
                                 ids=chunk.ids, records=output.records)
-        self._progress(0.0, desc)
+        self._progress(entry.name, job, stop - start)
 
-    def _with_backoff(self, suite, loaded, chunk, job, dataset, entry, desc):
+    def _with_backoff(self, suite, loaded, chunk, job, dataset, entry):
         while True:
-            ctx = Context(self.device, self.batch_size, dataset, entry,
-                          progress=lambda k, d=desc: self._progress(k, d))
+            ctx = Context(self.device, self.batch_size, dataset, entry)
             torch.manual_seed(chunk.seed)
             try:
                 return suite.run(loaded.model, chunk, job.config, ctx)

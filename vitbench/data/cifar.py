@@ -27,7 +27,8 @@ _LAYOUTS = {
 }
 _NUMPY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                   ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                  ("numpy._core.multiarray", "scalar")}
+                  ("numpy._core.multiarray", "scalar"),
+                  ("_codecs", "encode")}  # how Python 3 protocol-2 pickles store bytes
 
 
 class _ArraysOnly(pickle.Unpickler):

@@ -41,7 +41,7 @@ class Weights:
 
     def __post_init__(self) -> None:
         if self.sha256 is not None and not SHA256_RE.match(self.sha256.lower()):
-            raise ValueError(f"sha256 {self.sha256!r} is not 64 hex digits")
+            raise ValueError(f"sha256 {self.sha256!r} is not 64 hex digits (quote it in YAML: sha256: '...')")
         if self.sha256 is not None:
             object.__setattr__(self, "sha256", self.sha256.lower())
 

@@ -1,0 +1,84 @@
+"""The AutoAttack suite gives exactly what calling pyautoattack directly gives, plus attribution and flags."""
+
+import pytest
+import torch
+
+from vitbench.attacks.autoattack import make_adversary, run_cascade
+from vitbench.data import open_dataset
+from vitbench.zoo.load import load_model
+from vitbench.zoo.schema import load_zoo
+
+
+def _robust_model():
+    entry = load_zoo().get("digits-resnet.light")
+    return entry, load_model(entry).model
+
+
+def _data(entry, n):
+    return open_dataset("digits").load(0, n, entry.preprocessing)
+
+
+def test_cascade_matches_pyautoattack_direct():
+    from pyautoattack import AutoAttack
+    entry, model = _robust_model()
+    x, y = _data(entry, 32)
+    eps, seed = 0.1, 1234
+    direct = AutoAttack(model, norm="Linf", eps=eps, version="custom", attacks=["apgd-ce", "apgd-t"], seed=seed)
+    direct.apgd.n_restarts = 1
+    direct.apgd_targeted.n_target_classes = 9
+    x_direct, _ = direct.run_standard_evaluation(x, y, batch_size=16)
+    with torch.no_grad():
+        robust_direct = model(x_direct).argmax(1) == y
+    ours = run_cascade(make_adversary(model, norm="linf", eps=eps, version="custom", attacks=("apgd-ce", "apgd-t"),
+                                      seed=seed, device="cpu", num_classes=10), x, y, batch_size=16)
+    assert torch.equal(ours.robust, robust_direct)
+    assert torch.allclose(ours.x_adv, x_direct)
+    assert 0 < int(ours.robust.sum()) < int(ours.clean_correct.sum())  # some broken, some robust
+
+
+def test_attribution_and_flags():
+    entry, model = _robust_model()
+    x, y = _data(entry, 24)
+    result = run_cascade(make_adversary(model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce", "apgd-t"),
+                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=24)
+    for clean, robust, by in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by):
+        if not clean:
+            assert by == "clean"
+        elif robust:
+            assert by is None
+        else:
+            assert by in ("apgd-ce", "apgd-t")
+    assert result.flags == []
+
+
+def test_softmax_output_is_flagged():
+    entry, model = _robust_model()
+    x, y = _data(entry, 8)
+    softmax_model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1))
+    result = run_cascade(make_adversary(softmax_model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
+                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+    assert "softmax-output" in result.flags
+
+
+def test_randomised_output_is_flagged():
+    entry, model = _robust_model()
+    x, y = _data(entry, 8)
+
+    class Noisy(torch.nn.Module):
+        def forward(self, inp):
+            return model(inp) + 0.5 * torch.randn(len(inp), 10)
+    result = run_cascade(make_adversary(Noisy(), norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
+                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+    assert "randomized-output" in result.flags
+
+
+@pytest.mark.slow
+def test_standard_version_matches_direct():
+    from pyautoattack import AutoAttack
+    entry, model = _robust_model()
+    x, y = _data(entry, 16)
+    direct = AutoAttack(model, norm="Linf", eps=0.1, version="standard", seed=7)
+    x_direct, _ = direct.run_standard_evaluation(x, y, batch_size=16)
+    ours = run_cascade(make_adversary(model, norm="linf", eps=0.1, version="standard", attacks=None, seed=7,
+                                      device="cpu", num_classes=10), x, y, batch_size=16)
+    assert torch.allclose(ours.x_adv, x_direct)

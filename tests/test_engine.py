@@ -1,0 +1,143 @@
+"""The engine: chunk plans and seeds, cache hits, chunk reuse, resume after interruption, OOM back-off."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from vitbench.data import open_dataset
+from vitbench.engine import Engine, Options, SuiteRun, chunk_seed, plan_chunks
+from vitbench.store import open_store
+from vitbench.suites import register
+from vitbench.suites.base import Metric, Suite, SuiteOutput
+from vitbench.suites.pgd_sweep import PGDSweepConfig
+from vitbench.zoo.schema import load_zoo
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    fail_at_chunk: int = -1
+
+
+CALLS: list = []
+
+
+@register
+class ProbeSuite(Suite):
+    """A test suite: records each sample's chunk seed and a random draw, can interrupt at a chunk."""
+
+    name = "test_probe"
+    Config = ProbeConfig
+
+    def run(self, model, chunk, config, ctx):
+        CALLS.append((chunk.index, ctx.batch_size))
+        if chunk.index == config.fail_at_chunk:
+            raise KeyboardInterrupt
+        with torch.no_grad():
+            pred = torch.cat([model(chunk.x[i:i + ctx.batch_size]) for i in range(0, len(chunk.x), ctx.batch_size)])
+        noise = torch.rand(len(chunk.y), generator=chunk.generator("probe"))
+        return SuiteOutput([{"correct": bool(p == t), "draw": float(d)}
+                            for p, t, d in zip(pred.argmax(1).tolist(), chunk.y.tolist(), noise.tolist())])
+
+    def aggregate(self, records, config):
+        return {"accuracy": Metric(sum(r["correct"] for r in records) / len(records)),
+                "draw_sum": Metric(sum(r["draw"] for r in records))}
+
+
+def _engine(n=35, chunk=10, batch=64, seed=0):
+    return Engine(open_store(), Options(seed=seed, n_examples=n, chunk_size=chunk, batch_size=batch, device="cpu"))
+
+
+def _job(**kw):
+    return SuiteRun("test_probe", ProbeConfig(**kw))
+
+
+def test_plan_and_seeds():
+    assert plan_chunks(35, 10) == [(0, 0, 10), (1, 10, 20), (2, 20, 30), (3, 30, 35)]
+    assert chunk_seed(0, 1) == chunk_seed(0, 1) != chunk_seed(0, 2) != chunk_seed(1, 1)
+
+
+def test_cache_hit_loads_no_model(tiny_zoo, monkeypatch):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    first = _engine().run(entry, data, _job())
+    assert not first.cached
+
+    def boom(*a, **k):
+        raise AssertionError("model loaded on a cache hit")
+    monkeypatch.setattr("vitbench.engine.load_model", boom)
+    again = _engine().run(entry, data, _job())
+    assert again.cached and again.metrics["draw_sum"].value == first.metrics["draw_sum"].value
+
+
+def test_larger_run_reuses_smaller_runs_chunks(tiny_zoo):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    _engine(n=30).run(entry, data, _job())
+    CALLS.clear()
+    _engine(n=50).run(entry, data, _job())
+    assert [c[0] for c in CALLS] == [3, 4]
+
+
+def test_interrupted_run_resumes_from_first_missing_chunk(tiny_zoo, monkeypatch, tmp_path):
+    """Ctrl-C during chunk 2: chunks 0-1 stay stored, the rerun computes only 2 and 3, numbers equal a fresh run."""
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    job = _job()
+    real_run = ProbeSuite.run
+
+    def flaky(self, model, chunk, config, ctx):
+        if chunk.index == 2 and not getattr(flaky, "done", False):
+            flaky.done = True
+            raise KeyboardInterrupt
+        return real_run(self, model, chunk, config, ctx)
+    monkeypatch.setattr(ProbeSuite, "run", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _engine().run(entry, data, job)
+    CALLS.clear()
+    resumed = _engine().run(entry, data, job)
+    assert [c[0] for c in CALLS] == [2, 3]
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "fresh.sqlite"))
+    fresh = _engine().run(entry, data, job)
+    assert resumed.metrics == fresh.metrics and not resumed.cached
+
+
+def test_oom_backoff_continues_with_smaller_batches(tiny_zoo, monkeypatch, tmp_path):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    from vitbench.zoo import load as load_mod
+    real = load_mod.load_model
+
+    def limited(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        forward = loaded.model.forward
+
+        def guarded(x):
+            if len(x) > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return forward(x)
+        loaded.model.forward = guarded
+        return loaded
+    monkeypatch.setattr("vitbench.engine.load_model", limited)
+    CALLS.clear()
+    result = _engine(n=20, batch=32).run(entry, data, _job())
+    assert [b for _, b in CALLS] == [32, 16, 8, 4, 4]
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "plain.sqlite"))
+    monkeypatch.setattr("vitbench.engine.load_model", real)
+    plain = _engine(n=20, batch=4).run(entry, data, _job())
+    assert result.metrics == plain.metrics
+
+
+def test_label_space_mismatch_is_refused(tiny_zoo, tmp_path):
+    from vitbench.errors import DataError
+    text = tiny_zoo.read_text().replace("dataset: digits", "dataset: imagenet").replace("num_classes: 10", "num_classes: 10")
+    tiny_zoo.write_text(text)
+    with pytest.raises(DataError, match="predicts imagenet labels but 'digits' has digits labels"):
+        _engine().run(load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits"), _job())
+
+
+def test_pgd_sweep_results_do_not_depend_on_batch_size(tiny_zoo, monkeypatch, tmp_path):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    job = SuiteRun("pgd_sweep", PGDSweepConfig(norm="linf", eps=(0.01, 0.02), steps=(3,)))
+    big = _engine(n=20, batch=64).run(entry, data, job)
+    records_big = open_store().records(big.eval_key, [(0, 10), (10, 20)])
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "small.sqlite"))
+    small = _engine(n=20, batch=3).run(entry, data, job)
+    records_small = open_store().records(small.eval_key, [(0, 10), (10, 20)])
+    assert [r["robust"] for r in records_big] == [r["robust"] for r in records_small]

@@ -1,0 +1,107 @@
+"""Leaderboard rows, rendering, reference comparisons (refused across setups) and RobustBench cards."""
+
+import json
+
+import pytest
+
+from vitbench.errors import VitbenchError
+from vitbench.leaderboard.cards import card
+from vitbench.leaderboard.references import compare, load_reference, reference_names
+from vitbench.leaderboard.tables import build_rows, render
+from vitbench.store import RunRow
+from vitbench.zoo.schema import load_zoo
+
+
+def _run(run_id, model, suite, config, metrics, *, dataset="digits", n=100, flags=(), space="digits"):
+    return RunRow(run_id, "k", model, dataset, "fp-" + dataset, space, suite, config, n, 0,
+                  {k: [v, True] for k, v in metrics.items()}, list(flags), {}, "t", 1.0, False)
+
+
+AA = {"norm": "linf", "eps": 0.1, "version": "standard", "attacks": []}
+PGD = {"norm": "linf", "eps": [0.05, 0.1], "eps_factors": [], "steps": [10], "restarts": 1, "alpha": None,
+       "alpha_factor": 2.5, "random_start": True, "carry": True}
+
+
+def _runs():
+    return [
+        _run(1, "a", "clean", {"ece_bins": 15}, {"accuracy": 0.9, "mean_confidence": 0.8, "ece": 0.05}),
+        _run(2, "a", "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.4}),
+        _run(3, "a", "pgd_sweep", PGD, {"clean_accuracy": 0.9, "pgd10@0.05": 0.6, "pgd10@0.1": 0.45}),
+        _run(4, "b", "autoattack", AA, {"clean_accuracy": 0.95, "robust_accuracy": 0.1}),
+        _run(5, "b", "autoattack", AA, {"clean_accuracy": 0.95, "robust_accuracy": 0.2}),  # newer run wins
+        _run(6, "c", "pgd_sweep", PGD, {"clean_accuracy": 0.7, "pgd10@0.05": 0.3, "pgd10@0.1": 0.2}),
+    ]
+
+
+def test_rows_group_sort_and_latest_wins():
+    rows = build_rows(_runs())
+    assert [r.model for r in rows] == ["a", "b", "c"]
+    a = rows[0]
+    assert a.cells["AA Linf 0.1"].value == 0.4 and a.cells["PGD-10 Linf 0.05"].value == 0.6
+    assert a.cells["Clean"].value == 0.9 and a.cells["ECE"].value == 0.05
+    assert rows[1].cells["AA Linf 0.1"].value == 0.2
+    assert rows[2].threat is None and rows[2].headline.label == "PGD-10 Linf 0.05"
+
+
+def test_pgd_below_autoattack_is_flagged():
+    runs = _runs()
+    runs.append(_run(7, "a", "pgd_sweep", PGD, {"clean_accuracy": 0.9, "pgd10@0.05": 0.5, "pgd10@0.1": 0.3}))
+    rows = build_rows(runs)
+    assert "pgd-beats-autoattack" in rows[0].flags
+
+
+def test_filters():
+    assert [r.model for r in build_rows(_runs(), eps=0.1, norm="linf")] == ["a", "b"]
+    assert build_rows(_runs(), data="imagenet") == []
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "latex", "json"])
+def test_render_formats(fmt):
+    text = render(build_rows(_runs()), fmt)
+    if fmt == "json":
+        data = json.loads(text)
+        assert data[0]["metrics"]["AA Linf 0.1"] == 0.4 and data[0]["rank"] == 1
+    else:
+        assert "40.00" in text and "95.00" in text
+
+
+def test_references_load_with_sources():
+    names = reference_names()
+    assert "robustbench-imagenet-linf-4" in names
+    for name in names:
+        ref = load_reference(name)
+        assert ref.source and ref.rows
+        assert all(0 < r.robust < r.clean < 1 for r in ref.rows)
+    xcit = {r.model: r for r in load_reference("robustbench-imagenet").rows}["Debenedetti2022Light_XCiT-S12"]
+    assert (xcit.clean, xcit.robust) == (0.7234, 0.4178)
+
+
+def test_comparison_refuses_other_setups():
+    rows = build_rows(_runs())
+    with pytest.raises(VitbenchError, match="dataset digits vs imagenet"):
+        compare(rows, load_reference("robustbench-imagenet"))
+    shown = compare(rows, load_reference("robustbench-imagenet"), allow_mismatch=True)
+    local = [e for e in shown.table if e["source"] == "local"]
+    assert local and all(e["flag"].startswith("NOT COMPARABLE") for e in local)
+
+
+def test_comparison_ranks_and_deltas():
+    aa = {"norm": "linf", "eps": 4 / 255, "version": "standard", "attacks": []}
+    runs = [_run(1, "my-xcit", "autoattack", aa, {"clean_accuracy": 0.73, "robust_accuracy": 0.42},
+                 dataset="imagenet-val:/d?subset=robustbench-5000", n=5000, space="imagenet")]
+    cmp = compare(build_rows(runs), load_reference("robustbench-imagenet"),
+                  published={"my-xcit": "Debenedetti2022Light_XCiT-S12"})
+    mine = next(e for e in cmp.table if e["model"] == "my-xcit")
+    assert mine["rank"] == 10  # between XCiT-M12 (45.24) and XCiT-S12 (41.78)
+    assert mine["delta_published"] == pytest.approx(0.42 - 0.4178)
+    assert mine["delta_top"] == pytest.approx(0.42 - 0.5968)
+
+
+def test_card_fields():
+    entry = load_zoo().get("digits-resnet.light")
+    runs = [_run(1, entry.name, "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.55})]
+    c = card(entry, build_rows(runs))
+    assert c["eps"] == "0.1" and c["autoattack_acc"] == "55.00" and c["clean_acc"] == "90.00"
+    assert set(c) >= {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote",
+                      "unreliable"}

@@ -1,0 +1,96 @@
+"""``vitbench bench NAME... --data SPEC [--preset P | --suite S[,S...]] ...``: run suites, store, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vitbench.cli._common import add_threat_args, load_zoo, progress_bar
+
+
+def add_parser(sub, parent) -> None:
+    p = sub.add_parser("bench", help="run a battery of suites on zoo models and store the results", parents=[parent])
+    add_bench_args(p)
+    p.set_defaults(func=run)
+
+
+def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True) -> None:
+    if models:
+        p.add_argument("models", nargs="+", metavar="NAME", help="zoo entry names")
+    p.add_argument("--data", required=models, help="dataset spec, e.g. digits or imagenet-val:/data/val?subset=robustbench-5000")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", help="battery preset name or YAML file (default: standard)")
+    group.add_argument("--suite", help="comma-separated suites with default configs, e.g. clean,autoattack")
+    p.add_argument("--n-examples", type=int, help="evaluate the first N examples (default: all)")
+    add_threat_args(p)
+    p.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
+    p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
+    p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+
+
+def resolve_jobs(preset, entry, args) -> list:
+    from vitbench.engine import SuiteRun
+    from vitbench.suites import resolve
+    threat = None if entry.threat_model is None else (entry.threat_model.norm, entry.threat_model.eps)
+    overrides = {"norm": args.norm, "eps": args.eps}
+    return [SuiteRun(item.suite, resolve(item, overrides=overrides, default_threat=threat,
+                                         where=f"preset {preset.name}, model {entry.name}"))
+            for item in preset.items]
+
+
+def execute(args: argparse.Namespace, entries, preset) -> list:
+    """Run the preset on the entries; returns RunResults (rank 0) and prints nothing."""
+    from vitbench.data import open_dataset
+    from vitbench.engine import Engine, Options, run_battery
+    from vitbench.errors import VitbenchError
+    from vitbench.store import open_store
+    from vitbench.suites import get_suite
+
+    if args.batch_size < 1 or args.chunk_size < 1:
+        raise VitbenchError("--batch-size and --chunk-size must be >= 1")
+    dataset = open_dataset(args.data)
+    jobs = {e.name: resolve_jobs(preset, e, args) for e in entries}
+    store = open_store()
+    options = Options(seed=args.seed, n_examples=args.n_examples, chunk_size=args.chunk_size, device=args.device,
+                      batch_size=args.batch_size)
+    with progress_bar(0, "vitbench") as bar:
+        def advance(entry_name: str, job, n: int) -> None:
+            bar.set_description_str(f"{entry_name} {job.suite}")
+            bar.update(n * get_suite(job.suite).cost(job.config))
+        engine = Engine(store, options, progress=advance)
+        bar.total = sum(engine.pending(e, dataset, j) * get_suite(j.suite).cost(j.config)
+                        for e in entries for j in jobs[e.name])
+        bar.refresh()
+        results = []
+        for entry in entries:
+            results += run_battery(engine, [entry], dataset, jobs[entry.name])
+    store.close()
+    return results
+
+
+def print_results(results, *, as_json: bool) -> None:
+    from vitbench.leaderboard.tables import build_rows, render
+    from vitbench.store import open_store
+    if as_json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+        return
+    store = open_store()
+    ids = {r.run_id for r in results}
+    rows = build_rows([run for run in store.runs() if run.run_id in ids])
+    print(render(rows, "md"))
+    cached = sum(r.cached for r in results)
+    if cached:
+        print(f"\n({cached} of {len(results)} suite runs were cache hits)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitbench.suites import load_preset, preset_from_suites
+    zoo = load_zoo(args)
+    entries = [zoo.get(name) for name in args.models]
+    preset = preset_from_suites(args.suite) if args.suite else load_preset(args.preset or "standard")
+    results = execute(args, entries, preset)
+    if results:
+        print_results(results, as_json=args.json)
+    return 0

@@ -1,0 +1,40 @@
+"""``vitbench demo``: the demo battery on the bundled zoo over the embedded digits set, then the leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+
+DEMO_MODELS = ("digits-vit.standard", "digits-vit.light", "digits-resnet.standard", "digits-resnet.light")
+DEMO_EPS = 0.1
+DEMO_EXAMPLES = 200
+
+
+def add_parser(sub, parent) -> None:
+    from vitbench.cli.bench import add_bench_args
+    p = sub.add_parser("demo", help="run the demo battery on the bundled zoo and print the leaderboard",
+                       parents=[parent])
+    add_bench_args(p, models=False)
+    p.add_argument("--standard", action="store_true",
+                   help="standard AutoAttack (adds FAB-T and Square: much slower) instead of APGD-CE + APGD-T")
+    p.set_defaults(func=run, data="digits", n_examples=DEMO_EXAMPLES, eps=DEMO_EPS, norm="linf")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from vitbench.cli._common import load_zoo
+    from vitbench.cli.bench import execute, print_results
+    from vitbench.suites import load_preset, preset_from_suites
+    zoo = load_zoo(args)
+    entries = [zoo.get(name) for name in DEMO_MODELS]
+    if args.suite:
+        preset = preset_from_suites(args.suite)
+    else:
+        preset = load_preset(args.preset or ("standard" if args.standard else "demo"))
+    print(f"vitbench demo: {len(entries)} bundled models, {args.n_examples} digits test images, "
+          f"preset {preset.name}, L-inf eps {args.eps:g}", file=sys.stderr)
+    results = execute(args, entries, preset)
+    print_results(results, as_json=args.json)
+    if not args.json and preset.name == "demo":
+        print("\nAA[APGD-CE+APGD-T] is a reduced AutoAttack; `vitbench demo --standard` runs the standard version.")
+    return 0

@@ -1,0 +1,70 @@
+"""``vitbench leaderboard``: tables from the store, comparisons with references, plots and RobustBench cards."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vitbench.cli._common import add_threat_args, load_zoo
+
+
+def add_parser(sub, parent) -> None:
+    p = sub.add_parser("leaderboard", help="tables of stored results, comparisons with published leaderboards",
+                       parents=[parent])
+    p.add_argument("--data", help="only this dataset spec or label space (e.g. digits, imagenet)")
+    add_threat_args(p)
+    p.add_argument("--models", nargs="+", help="only these models")
+    p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--compare", metavar="REF", help="merge with a reference leaderboard (see `vitbench list references`)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="with --compare: show local rows evaluated under another setup, flagged")
+    p.add_argument("--card", metavar="NAME", help="write a RobustBench model_info JSON card for a model")
+    p.add_argument("--plot", metavar="DIR", type=Path, help="write plots (PNG) into DIR")
+    p.add_argument("--out", type=Path, help="write the table or card to a file instead of stdout")
+    p.set_defaults(func=run)
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    from vitbench.zoo.sources import atomic_write_text
+    atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitbench.errors import VitbenchError
+    from vitbench.leaderboard import plots
+    from vitbench.leaderboard.tables import build_rows, render
+    from vitbench.store import open_store
+
+    fmt = "json" if args.json else args.format
+    store = open_store()
+    runs = store.runs()
+    rows = build_rows(runs, data=args.data, norm=args.norm, eps=args.eps, models=args.models)
+    if args.card:
+        from vitbench.leaderboard.cards import card_json
+        entry = load_zoo(args).get(args.card)
+        _emit(card_json(entry, rows), args.out)
+        return 0
+    if args.plot:
+        written = [p for p in [plots.robustness_curves([r for r in runs if not args.models or r.model in args.models],
+                                                        args.plot / "robustness_vs_eps.png")] if p]
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    if args.compare:
+        from vitbench.leaderboard.references import compare, load_reference, render_comparison
+        ref = load_reference(args.compare)
+        zoo = load_zoo(args)
+        published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
+                     if e.provenance.robustbench_name}
+        _emit(render_comparison(compare(rows, ref, allow_mismatch=args.allow_mismatch, published=published), fmt),
+              args.out)
+        return 0
+    if not rows:
+        raise VitbenchError("no stored results match; run `vitbench bench ...` first (or relax --data/--norm/--eps)")
+    _emit(render(rows, fmt), args.out)
+    return 0

@@ -1,0 +1,30 @@
+"""``vitbench train RECIPE ...``: train a model with a bundled recipe and register it in the zoo."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub, parent) -> None:
+    p = sub.add_parser("train", help="train a model with a bundled recipe and register it", parents=[parent])
+    p.add_argument("recipe", help="recipe name (see `vitbench list recipes`)")
+    p.add_argument("--config", help="YAML file with recipe config values")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--arch", help="timm architecture")
+    p.add_argument("--arch-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data", help="training dataset spec (default digits?split=train)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--eps", help="final training eps, e.g. 4/255 or 0.1")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="output folder for checkpoints (default: VITBENCH_HOME/runs/NAME)")
+    p.add_argument("--register", metavar="NAME", help="register the result in the zoo under NAME")
+    p.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint in --out")
+    p.add_argument("--weights-dir", help="copy the final weights here as NAME.safetensors (and register that file)")
+    p.add_argument("--force", action="store_true", help="replace a zoo entry of the same name")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitbench.train.cli import train_command
+    return train_command(args)

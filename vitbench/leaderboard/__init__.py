@@ -1,0 +1,1 @@
+"""Leaderboards: tables computed from the store, reference leaderboards, comparisons, plots and cards."""

@@ -1,0 +1,194 @@
+"""Leaderboard rows from stored runs, and rendering (Markdown, CSV, JSON, LaTeX through tabulate).
+
+A row is one model under one evaluation setup: (model, dataset, number of examples, threat model). The threat
+model of a row comes from its AutoAttack runs; runs without a single threat model (clean, PGD sweeps, later the
+corruption suites) join every row of the same model, dataset and example count. For each column the latest run
+wins. Rows are sorted by the headline metric (AutoAttack when present, else the row's first robust column, else
+clean accuracy).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tabulate import tabulate
+
+from vitbench import _config
+from vitbench.store import RunRow
+from vitbench.suites import get_suite
+from vitbench.suites.base import Column
+from vitbench.threat import format_eps
+
+FORMATS = ("md", "csv", "json", "latex")
+PGD_VS_AA_TOLERANCE = 0.005
+
+
+@dataclass
+class Row:
+    """One leaderboard row: a model under one setup, with its columns and flags."""
+
+    model: str
+    dataset: str
+    label_space: str
+    n_examples: int
+    threat: tuple[str, float] | None
+    cells: dict[str, Column] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
+
+    @property
+    def headline(self) -> Column | None:
+        marked = [c for c in self.cells.values() if c.headline]
+        if marked:
+            return marked[0]
+        robust = sorted((c for c in self.cells.values() if c.rank >= 20 and c.rank < 40), key=lambda c: c.rank)
+        return robust[0] if robust else self.cells.get("Clean")
+
+    def threat_label(self) -> str:
+        if self.threat is None:
+            return "-"
+        norm, eps = self.threat
+        return f"{'Linf' if norm == 'linf' else 'L2'} {format_eps(eps)}"
+
+
+def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
+    """The latest run per (model, data, n, suite, config)."""
+    latest: dict[tuple, RunRow] = {}
+    for run in runs:
+        latest[(run.model, run.data_fingerprint, run.n_examples, run.suite, _config.canonical_json(run.config))] = run
+    return sorted(latest.values(), key=lambda r: r.run_id)
+
+
+def _rebuild(run: RunRow):
+    suite = get_suite(run.suite)
+    config = _config.build(suite.Config, run.config, f"stored run {run.run_id}")
+    from vitbench.suites.base import Metric
+    metrics = {k: Metric(v[0], v[1]) for k, v in run.metrics.items()}
+    return suite, config, metrics
+
+
+def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | None = None,
+               eps: float | None = None, models: Sequence[str] | None = None) -> list[Row]:
+    """Group stored runs into leaderboard rows (see the module docstring)."""
+    selected = [r for r in _latest(runs)
+                if (data is None or data in (r.dataset, r.label_space))
+                and (not models or r.model in models)]
+    rows: dict[tuple, Row] = {}
+    floating = []
+    for run in selected:
+        suite, config, metrics = _rebuild(run)
+        threat = suite.threat(config) if run.suite == "autoattack" else None
+        if threat is None:
+            floating.append((run, suite, config, metrics))
+            continue
+        row = rows.setdefault((run.model, run.data_fingerprint, run.n_examples, threat),
+                              Row(run.model, run.dataset, run.label_space, run.n_examples, threat))
+        _add(row, run, suite.columns(config, metrics))
+    for run, suite, config, metrics in sorted(floating, key=lambda t: t[0].suite == "clean"):
+        targets = [row for (m, fp, n, _), row in rows.items() if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
+        if not targets:
+            row = Row(run.model, run.dataset, run.label_space, run.n_examples, None)
+            rows[(run.model, run.data_fingerprint, run.n_examples, None)] = row
+            targets = [row]
+        for row in targets:
+            _add(row, run, suite.columns(config, metrics))
+    out = [r for r in rows.values() if _threat_matches(r, norm, eps)]
+    for row in out:
+        row.flags += [f for f in _cross_checks(row) if f not in row.flags]
+    return sorted(out, key=_sort_key)
+
+
+def _add(row: Row, run: RunRow, columns: Sequence[Column]) -> None:
+    for col in columns:
+        row.cells[col.label] = col
+    row.flags += [f for f in run.flags if f not in row.flags]
+    row.runs.append(run.run_id)
+
+
+def _threat_matches(row: Row, norm: str | None, eps: float | None) -> bool:
+    if norm is None and eps is None:
+        return True
+    if row.threat is None:
+        return False
+    if norm is not None and row.threat[0] != norm:
+        return False
+    return eps is None or math.isclose(row.threat[1], eps, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def _cross_checks(row: Row) -> list[str]:
+    """PGD reaching lower accuracy than AutoAttack at the same eps means the AutoAttack run was too weak."""
+    head = next((c for c in row.cells.values() if c.headline), None)
+    if head is None or row.threat is None:
+        return []
+    label = head.label.split(" ", 1)[1] if " " in head.label else ""
+    pgd = [c for c in row.cells.values() if c.label.startswith("PGD-") and c.label.endswith(" " + label)]
+    return ["pgd-beats-autoattack"] if any(c.value < head.value - PGD_VS_AA_TOLERANCE for c in pgd) else []
+
+
+def _sort_key(row: Row):
+    head = row.headline
+    return (row.label_space, row.n_examples * -1, -(head.value if head else -1.0), row.model)
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+def column_order(rows: Sequence[Row]) -> list[str]:
+    seen: dict[str, int] = {}
+    for row in rows:
+        for col in row.cells.values():
+            seen.setdefault(col.label, col.rank)
+    return sorted(seen, key=lambda label: (seen[label], _natural(label)))
+
+
+def _natural(label: str) -> tuple:
+    parts = label.replace("/", " ").split()
+    key = []
+    for p in parts:
+        try:
+            key.append((0, float(p), ""))
+        except ValueError:
+            key.append((1, 0.0, p))
+    return tuple(key)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or value != value else f"{100 * value:.2f}"
+
+
+def to_records(rows: Sequence[Row]) -> list[dict]:
+    """Rows as plain dicts with float fractions (the JSON output)."""
+    return [{"rank": i + 1, "model": r.model, "dataset": r.dataset, "n_examples": r.n_examples,
+             "threat_model": None if r.threat is None else {"norm": r.threat[0], "eps": r.threat[1]},
+             "headline": None if r.headline is None else r.headline.label,
+             "metrics": {label: col.value for label, col in r.cells.items()}, "flags": r.flags, "runs": r.runs}
+            for i, r in enumerate(rows)]
+
+
+def render(rows: Sequence[Row], fmt: str = "md", *, title: str | None = None) -> str:
+    """Render rows; accuracies in percent, each table grouped by dataset and example count."""
+    if fmt == "json":
+        return json.dumps(to_records(rows), indent=2)
+    labels = column_order(rows)
+    header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if not lab.startswith("ECE") else lab
+                                                      for lab in labels] + ["flags"]
+    body = []
+    for i, row in enumerate(rows):
+        cells = [row.cells.get(lab) for lab in labels]
+        body.append([i + 1, row.model, row.dataset, row.n_examples, row.threat_label()]
+                    + [("" if c is None else (f"{c.value:.4f}" if lab.startswith("ECE") else _pct(c.value)))
+                       for lab, c in zip(labels, cells)]
+                    + [", ".join(row.flags)])
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(body)
+        return buf.getvalue()
+    table = tabulate(body, headers=header, tablefmt="github" if fmt == "md" else "latex_booktabs",
+                     disable_numparse=True)
+    return f"{title}\n\n{table}" if title and fmt == "md" else table

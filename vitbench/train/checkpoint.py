@@ -1,0 +1,45 @@
+"""Training checkpoints: written every epoch (atomically), resumable, guarded by the config hash.
+
+``last.pt`` holds model, optimiser and recipe state, the epoch and RNG states; it is read back with
+``weights_only=True`` (plain tensors, numbers and strings only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vitbench.errors import ConfigError
+from vitbench.train.config import TrainConfig
+
+LAST = "last.pt"
+
+
+def save(out: Path, *, epoch: int, config: TrainConfig, model_state: dict, optim_state: dict,
+         recipe_state: dict, step: int) -> Path:
+    path = out / LAST
+    tmp = out / f".{LAST}.tmp-{os.getpid()}"
+    torch.save({"epoch": epoch, "step": step, "config_hash": config.hash(), "config": json.dumps(config.to_dict()),
+                "model": model_state, "optimizer": optim_state, "recipe": recipe_state,
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load(out: Path, config: TrainConfig) -> dict | None:
+    """The last checkpoint in ``out``, or None; raises if it belongs to another config."""
+    path = out / LAST
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("config_hash") != config.hash():
+        theirs = json.loads(state.get("config", "{}"))
+        ours = config.to_dict()
+        diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        raise ConfigError(f"{path} was written by another config (differs in: {', '.join(diff[:5]) or '?'}); "
+                          "resume with the same config or use another --out")
+    return state
