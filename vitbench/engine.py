@@ -206,6 +206,9 @@ class Engine:
         """Evaluate one suite on one model; returns the result on rank 0 (None on other ranks)."""
         check_labels(entry, dataset)
         suite = get_suite(job.suite)
+        if dataset.is_sequence and not suite.accepts_sequences:
+            raise DataError(f"{dataset.spec!r} holds perturbation sequences; suite {job.suite} evaluates images "
+                            "(use the perturbations suite on it)")
         key, info = self.key(entry, dataset, job)
         n = self.n_examples(dataset)
         plan = plan_chunks(n, self.options.chunk_size)

@@ -30,13 +30,13 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable results")
 
 
-def resolve_jobs(preset, entry, args) -> list:
+def resolve_jobs(preset, entry, args, dataset=None) -> list:
     from vitbench.engine import SuiteRun
     from vitbench.suites import resolve
     threat = None if entry.threat_model is None else (entry.threat_model.norm, entry.threat_model.eps)
     overrides = {"norm": args.norm, "eps": args.eps}
     return [SuiteRun(item.suite, resolve(item, overrides=overrides, default_threat=threat,
-                                         where=f"preset {preset.name}, model {entry.name}"))
+                                         where=f"preset {preset.name}, model {entry.name}", dataset=dataset))
             for item in preset.items]
 
 
@@ -51,7 +51,7 @@ def execute(args: argparse.Namespace, entries, preset) -> list:
     if args.batch_size < 1 or args.chunk_size < 1:
         raise VitbenchError("--batch-size and --chunk-size must be >= 1")
     dataset = open_dataset(args.data)
-    jobs = {e.name: resolve_jobs(preset, e, args) for e in entries}
+    jobs = {e.name: resolve_jobs(preset, e, args, dataset) for e in entries}
     store = open_store()
     options = Options(seed=args.seed, n_examples=args.n_examples, chunk_size=args.chunk_size, device=args.device,
                       batch_size=args.batch_size)

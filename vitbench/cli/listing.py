@@ -28,13 +28,13 @@ def _items(what: str) -> list[tuple[str, str]]:
         from vitbench.suites import load_preset, preset_names
         return [(n, " ".join(load_preset(n).description.split())) for n in preset_names()]
     if what == "recipes":
-        from vitbench.train.recipes import RECIPES
-        return [(n, r.summary) for n, r in sorted(RECIPES.items())]
+        from vitbench.train.recipes import recipes
+        return [(n, r.summary) for n, r in sorted(recipes().items())]
     if what == "references":
         from vitbench.leaderboard.references import load_reference, reference_names
         return [(n, load_reference(n).title) for n in reference_names()]
     from vitbench.data.specs import KINDS, _load_kinds
     _load_kinds()
-    return [(k.name + (":PATH" if k.needs_location else "") + (f"?{'&'.join(o + '=' for o in k.options)}"
-                                                               if k.options else ""), k.summary)
+    return [(k.name + (":PATH" if k.needs_location else ""),
+             k.summary + (f" [options: {', '.join(k.options)}]" if k.options else ""))
             for k in sorted(KINDS.values(), key=lambda k: k.name)]

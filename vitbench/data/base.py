@@ -39,6 +39,10 @@ class EvalDataset(ABC):
     native_size: int | None = None
     #: labels kept for evaluation (e.g. ImageNet-A's 200 classes), or None for all
     class_subset: tuple[int, ...] | None = None
+    #: the benchmark the set is (imagenet-a, imagenet-r), when it is one
+    benchmark: str | None = None
+    #: True for sets whose examples are frame sequences: load() returns (B, T, 3, S, S)
+    is_sequence: bool = False
 
     @abstractmethod
     def __len__(self) -> int: ...

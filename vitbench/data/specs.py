@@ -98,4 +98,4 @@ def open_dataset(text: str | DatasetSpec) -> EvalDataset:
 
 def _load_kinds() -> None:
     """Import the modules that register dataset kinds (kept lazy so the CLI starts fast)."""
-    from vitbench.data import cifar, digits, files  # noqa: F401
+    from vitbench.data import cifar, digits, files, released  # noqa: F401

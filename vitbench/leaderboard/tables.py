@@ -89,8 +89,13 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
         row = rows.setdefault((run.model, run.data_fingerprint, run.n_examples, threat),
                               Row(run.model, run.dataset, run.label_space, run.n_examples, threat))
         _add(row, run, suite.columns(config, metrics))
-    for run, suite, config, metrics in sorted(floating, key=lambda t: t[0].suite == "clean"):
-        targets = [row for (m, fp, n, _), row in rows.items() if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
+    floating.sort(key=lambda t: (t[1].aux, t[0].suite == "clean"))
+    for run, suite, config, metrics in floating:
+        if suite.aux:  # corruption / shift / perturbation numbers describe the model on its label space
+            targets = [row for row in rows.values() if (row.model, row.label_space) == (run.model, run.label_space)]
+        else:
+            targets = [row for (m, fp, n, _), row in rows.items()
+                       if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
         if not targets:
             row = Row(run.model, run.dataset, run.label_space, run.n_examples, None)
             rows[(run.model, run.data_fingerprint, run.n_examples, None)] = row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from vitbench import _config
 from vitbench.errors import ConfigError, unknown
 from vitbench.paths import package_file
 
-SUITE_MODULES = ("clean", "autoattack", "pgd_sweep")
 PRESET_DIR = package_file("suites", "presets")
 _REGISTRY: dict[str, Any] = {}
+_LOADED: list[bool] = []
 
 
 def register(cls):
@@ -24,9 +25,12 @@ def register(cls):
 
 
 def suites() -> dict[str, Any]:
-    """All registered suites by name (importing the suite modules on first use)."""
-    for mod in SUITE_MODULES:
-        importlib.import_module(f"vitbench.suites.{mod}")
+    """All registered suites by name: every module of this package (except base) registers its suites."""
+    if not _LOADED:
+        for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            if not info.name.startswith("_") and info.name != "base":
+                importlib.import_module(f"vitbench.suites.{info.name}")
+        _LOADED.append(True)
     return dict(_REGISTRY)
 
 
@@ -89,7 +93,8 @@ def preset_from_suites(names: str) -> Preset:
     return Preset("custom", "suites from the command line", items)
 
 
-def resolve(item: PresetItem, *, overrides: dict, default_threat: tuple[str, float] | None, where: str):
+def resolve(item: PresetItem, *, overrides: dict, default_threat: tuple[str, float] | None, where: str,
+            dataset: Any = None):
     """Build a suite's frozen config: preset values, then CLI overrides, then the model's threat model.
 
     ``overrides`` (from --norm/--eps) apply to configs that have those fields; an ``eps`` still unset is taken
@@ -106,4 +111,6 @@ def resolve(item: PresetItem, *, overrides: dict, default_threat: tuple[str, flo
             raw["norm"] = default_threat[0]
         if "eps" in fields and raw.get("eps") is None:
             raw["eps"] = default_threat[1]
+    if dataset is not None:
+        raw = suite.configure(raw, dataset)
     return _config.build(suite.Config, raw, f"{where}: suite {item.suite}")

@@ -81,6 +81,16 @@ class Suite(ABC):
     Config: ClassVar[type]
     summary: ClassVar[str] = ""
 
+    #: True for suites whose numbers describe the model on its label space rather than one evaluation setup
+    #: (corruptions, natural shifts, perturbations): their leaderboard columns join every row of the model.
+    aux: ClassVar[bool] = False
+    #: True for suites that evaluate frame sequences (datasets whose load() gives (B, T, 3, S, S))
+    accepts_sequences: ClassVar[bool] = False
+
+    def configure(self, raw: dict, dataset: Any) -> dict:
+        """Fill config values that follow from the dataset (before validation); default: unchanged."""
+        return raw
+
     @abstractmethod
     def run(self, model: torch.nn.Module, chunk: Chunk, config: Any, ctx: Context) -> SuiteOutput:
         """Evaluate one chunk and return one record per sample, in order."""
@@ -103,6 +113,10 @@ class Suite(ABC):
         if norm is None or not isinstance(eps, float):
             return None
         return norm, eps
+
+    def plots(self, runs: Sequence[Any], out_dir: Any) -> list:
+        """Write this suite's plots (PNG) for the given stored runs into ``out_dir``; return the paths."""
+        return []
 
     def cost(self, config: Any) -> float:
         """Relative cost per sample (forward-backward passes), for the progress bar."""

@@ -1,0 +1,176 @@
+"""Released distribution-shift sets in their published layouts, built by the tests, read end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_VIT_ARGS
+from vitbench.data import open_dataset
+from vitbench.data.imagenet import wnids
+from vitbench.data.released import read_video, shift_classes
+from vitbench.errors import DataError
+
+rng = np.random.default_rng(0)
+
+
+def _jpeg(path, seed):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path, quality=95)
+
+
+@pytest.fixture
+def imagenet_zoo(tmp_path):
+    """A tiny 1000-class ViT in a zoo file (random weights, deterministic)."""
+    import timm
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    args = dict(TINY_VIT_ARGS, img_size=224, patch_size=32)
+    net = timm.create_model("vit_tiny_patch16_224", num_classes=1000, **args)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "in.safetensors"))
+    zoo = tmp_path / "in_zoo.yaml"
+    zoo.write_text(f"""version: 1
+models:
+  tiny-in.test:
+    arch: vit_tiny_patch16_224
+    arch_args: {json.dumps(args)}
+    weights: {{source: in.safetensors}}
+    num_classes: 1000
+    dataset: imagenet
+    preprocessing: {{input_size: 224, interpolation: bilinear, crop_pct: 1.0}}
+""")
+    return zoo
+
+
+@pytest.fixture
+def imagenet_c(tmp_path):
+    """A clean 'validation' folder of 4 images and an ImageNet-C folder with the same images for 2 corruptions."""
+    names = [wnids()[0], wnids()[1]]
+    val, c = tmp_path / "val", tmp_path / "imagenet-c"
+    ids = [f"{names[i % 2]}/ILSVRC2012_val_{i:08d}.JPEG" for i in range(4)]
+    for i, rel in enumerate(ids):
+        _jpeg(val / rel, i)
+        for corruption in ("brightness", "fog"):
+            for s in range(1, 6):
+                _jpeg(c / corruption / str(s) / rel, i)  # identical images: predictions must equal clean ones
+    return val, c
+
+
+def test_imagenet_c_identical_images_give_clean_errors(cli, imagenet_zoo, imagenet_c, tmp_path):
+    val, root = imagenet_c
+    preset = tmp_path / "c.yaml"
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [brightness, fog]\n")
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset,
+              "--json")
+    assert res.code == 0, res
+    metrics = json.loads(res.out)[0]["metrics"]
+    clean_err = 1 - metrics["clean_accuracy"]
+    assert all(metrics[f"error/{c}/{s}"] == pytest.approx(clean_err) for c in ("brightness", "fog") for s in range(1, 6))
+    assert "mce" not in metrics  # only 2 of the 15 corruptions
+
+
+def test_imagenet_c_missing_corruption_and_bad_severities(cli, imagenet_zoo, imagenet_c, tmp_path):
+    val, root = imagenet_c
+    preset = tmp_path / "c.yaml"
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [brightness, snow]\n")
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset)
+    assert res.code == 2 and "snow is missing" in res.err and "<corruption>/<1..5>/<wnid>" in res.err
+    (root / "fog" / "6").mkdir()
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [fog]\n")
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset)
+    assert res.code == 2 and "expected 1 2 3 4 5" in res.err
+
+
+def test_cifar_c_rows_by_severity(tmp_path):
+    from vitbench.data.released import CifarC
+    from vitbench.zoo.schema import Preprocessing
+    n = 6
+    arr = np.zeros((5 * n, 32, 32, 3), dtype=np.uint8)
+    for s in range(5):
+        arr[s * n:(s + 1) * n] = np.arange(n, dtype=np.uint8)[:, None, None, None] + 40 * s
+    np.save(tmp_path / "fog.npy", arr)
+    x = CifarC(tmp_path).load("fog", 3, 2, 5, Preprocessing(input_size=32, crop_pct=1.0, interpolation="bilinear"))
+    assert x.shape == (3, 3, 32, 32)
+    assert (x[:, 0, 0, 0] * 255).round().tolist() == [82.0, 83.0, 84.0]  # 40 * (3 - 1) + index
+    np.save(tmp_path / "snow.npy", np.zeros((7, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(DataError, match=r"expected \(5\*N, 32, 32, 3\)"):
+        CifarC(tmp_path).check("snow")
+
+
+def test_imagenet_a_layout_checks(tmp_path):
+    indices, expected = shift_classes("imagenet-a")
+    root = tmp_path / "imagenet-a"
+    for w in expected[:3]:
+        _jpeg(root / w / "a.jpg", 1)
+    with pytest.raises(DataError, match="197 of imagenet-a's 200 class folders are missing"):
+        open_dataset(f"imagenet-a:{root}")
+    (root / wnids()[0]).mkdir()
+    with pytest.raises(DataError, match="is not one of imagenet-a's 200 wnids"):
+        open_dataset(f"imagenet-a:{root}")
+
+
+def test_imagenet_r_masks_to_its_200_classes(cli, imagenet_zoo, tmp_path):
+    indices, expected = shift_classes("imagenet-r")
+    root = tmp_path / "imagenet-r"
+    for i, w in enumerate(expected):
+        if i < 4:
+            _jpeg(root / w / "x.jpg", i)
+        else:
+            (root / w).mkdir(parents=True)
+    ds = open_dataset(f"imagenet-r:{root}")
+    assert ds.class_subset == indices and len(ds) == 4
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-r:{root}", "--suite",
+              "natural_shift", "--json")
+    assert res.code == 0, res
+    out = json.loads(res.out)[0]
+    assert out["config"]["benchmark"] == "imagenet-r" and 0 <= out["metrics"]["accuracy"] <= 1
+    bad = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", "digits", "--suite", "natural_shift")
+    assert bad.code == 2 and "imagenet-a: or imagenet-r:" in bad.err
+
+
+def _mp4(path, frames):
+    import av
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_imagenet_p_video_reading_and_errors(tmp_path):
+    frames = np.stack([np.full((32, 32, 3), 8 * t, dtype=np.uint8) for t in range(6)])
+    path = tmp_path / "p" / "brightness" / wnids()[5] / "v.mp4"
+    _mp4(path, frames)
+    video = read_video(path)
+    assert video.shape == (6, 3, 32, 32)
+    means = (video.mean(dim=(1, 2, 3)) * 255).tolist()
+    assert means == sorted(means) and means[-1] - means[0] > 30  # frames in order (lossy codec: not exact)
+    ds = open_dataset(f"imagenet-p:{tmp_path / 'p'}")
+    assert ds.is_sequence and ds.sample_ids(0, 1) == [f"brightness/{wnids()[5]}/v.mp4"] and ds.labels(0, 1).item() == 5
+    broken = tmp_path / "p" / "brightness" / wnids()[5] / "w.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(DataError, match="unreadable"):
+        read_video(broken)
+
+
+def test_cifar_p_sequences_through_the_suite(cli, tiny_zoo, tmp_path):
+    seq = np.repeat(np.random.default_rng(1).integers(0, 256, (3, 1, 32, 32, 3), dtype=np.uint8), 31, axis=1)
+    np.save(tmp_path / "brightness.npy", seq)   # constant sequences: no flips
+    res = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
+              "--suite", "perturbations", "--json")
+    assert res.code == 0, res
+    metrics = json.loads(res.out)[0]["metrics"]
+    assert metrics["fp/brightness"] == 0.0 and metrics["t5d/brightness"] == 0.0
+    bad = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
+              "--suite", "clean")
+    assert bad.code == 2 and "perturbation sequences" in bad.err

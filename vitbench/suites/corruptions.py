@@ -1,0 +1,198 @@
+"""Common corruptions (ImageNet-C protocol): from the released files, or generated on the fly for any dataset.
+
+released  ImageNet-C (``root`` = ROOT/<corruption>/<severity>/<wnid>/*.JPEG; the clean set must be the ImageNet
+          validation images, looked up by id) or CIFAR-10-C / CIFAR-100-C (``root`` = ROOT/<corruption>.npy; the
+          clean set must be the CIFAR test set, looked up by index). ImageNet-C images get the authors'
+          preprocessing by default (center crop 224, no resize; ``preprocessing: model`` applies the model's own),
+          recorded in the config.
+generated the 19 corruptions of ``vitbench.data.corruptions`` applied in memory to the chunk at the model's input
+          resolution, deterministic given the chunk seed. Labelled "(generated)" everywhere: not comparable with
+          numbers on the released files.
+
+Metrics (Hendrycks and Dietterich 2019), with E(c, s) the top-1 error at corruption c and severity s:
+  CE_c = sum_s E(c, s) / sum_s E_AlexNet(c, s); mCE = mean of CE_c over the 15 benchmark corruptions;
+  relative CE_c = sum_s (E(c, s) - E_clean) / sum_s (E_AlexNet(c, s) - E_AlexNet_clean); relative mCE = mean;
+  accuracy = mean over corruptions and severities of 1 - E(c, s); "w/o noise" = the same over the 12 corruptions
+  other than the three noises. mCE and relative mCE use the AlexNet errors of ``data/files/imagenet_c_alexnet.yaml``
+  and are only reported for the released ImageNet-C with all 15 corruptions at all 5 severities.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vitbench import _config
+from vitbench.errors import ConfigError
+from vitbench.paths import package_file
+from vitbench.suites import register
+from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy
+from vitbench.suites.clean import predict
+
+SEVERITIES = (1, 2, 3, 4, 5)
+SOURCES = ("generated", "released")
+KINDS = {"generated": "C (generated)", "imagenet-c": "IN-C", "cifar-c": "CIFAR-C"}
+
+
+def _names():
+    from vitbench.data import corruptions
+    return corruptions
+
+
+@functools.lru_cache(maxsize=1)
+def alexnet_errors() -> tuple[float, dict[str, tuple[float, ...]]]:
+    """(clean error, {corruption: errors at severities 1..5}) of AlexNet on the released ImageNet-C."""
+    path = package_file("data", "files", "imagenet_c_alexnet.yaml")
+    doc = _config.load_yaml(path.read_text(), str(path))
+    return float(doc["clean"]), {k: tuple(float(e) for e in v) for k, v in doc["errors"].items()}
+
+
+@dataclass(frozen=True)
+class CorruptionsConfig:
+    source: str = "generated"
+    root: str | None = None
+    kind: str = "generated"
+    corruptions: tuple[str, ...] = ()
+    extra: bool = False
+    severities: tuple[int, ...] = SEVERITIES
+    preprocessing: str = "authors"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.source == "released" and not self.root:
+            raise ValueError("source released needs root: the ImageNet-C or CIFAR-C folder")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.preprocessing not in ("authors", "model"):
+            raise ValueError("preprocessing must be authors (center crop 224) or model")
+        mod = _names()
+        names = tuple(self.corruptions) or tuple(mod.BENCHMARK_CORRUPTIONS)
+        if self.extra:
+            names += tuple(c for c in mod.EXTRA_CORRUPTIONS if c not in names)
+        bad = [c for c in names if c not in mod.ALL_CORRUPTIONS]
+        if bad:
+            raise ValueError(f"unknown corruption {bad[0]!r} (known: {', '.join(mod.ALL_CORRUPTIONS)})")
+        object.__setattr__(self, "corruptions", names)
+        object.__setattr__(self, "extra", False)
+        if not self.severities or any(s not in SEVERITIES for s in self.severities):
+            raise ValueError("severities must be a non-empty subset of 1..5")
+        object.__setattr__(self, "severities", tuple(sorted(set(self.severities))))
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind]
+
+
+def _kind_of_root(root: str) -> str:
+    from vitbench.data.released import CifarC, open_released_c
+    return "cifar-c" if isinstance(open_released_c(root), CifarC) else "imagenet-c"
+
+
+@register
+class CorruptionsSuite(Suite):
+    name = "corruptions"
+    version = 1
+    Config = CorruptionsConfig
+    summary = "common corruptions: released ImageNet-C / CIFAR-C or 19 generated corruptions x 5 severities; mCE"
+    aux = True
+
+    def configure(self, raw: dict, dataset) -> dict:
+        raw = dict(raw)
+        if raw.get("source", "generated") == "released" and raw.get("root"):
+            raw["kind"] = _kind_of_root(str(raw["root"]))
+            expected = {"imagenet-c": ("imagenet",), "cifar-c": ("cifar10", "cifar100")}[raw["kind"]]
+            if dataset.label_space.name not in expected:
+                raise ConfigError(f"suite corruptions: {raw['kind']} at {raw['root']} needs the clean "
+                                  f"{' or '.join(expected)} set as --data, got {dataset.spec!r}")
+        return raw
+
+    def run(self, model, chunk, config: CorruptionsConfig, ctx) -> SuiteOutput:
+        bs = ctx.batch_size
+        clean = (predict(model, chunk.x, bs).argmax(1) == chunk.y).tolist()
+        results = {c: [] for c in config.corruptions}
+        released = _open(config) if config.source == "released" else None
+        for c in config.corruptions:
+            for s in config.severities:
+                x = self._images(released, chunk, config, ctx, c, s)
+                results[c].append((predict(model, x, bs).argmax(1) == chunk.y).tolist())
+        records = [{"clean": clean[i], "c": {c: [results[c][k][i] for k in range(len(config.severities))]
+                                             for c in config.corruptions}} for i in range(len(clean))]
+        return SuiteOutput(records)
+
+    def _images(self, released, chunk, config, ctx, corruption: str, severity: int) -> torch.Tensor:
+        if released is None:
+            gen = chunk.generator("corruption", corruption, severity)
+            return _names().corrupt(chunk.x, corruption, severity, generator=gen)
+        prep = ctx.entry.preprocessing
+        if config.kind == "cifar-c":
+            released.check(corruption)
+            x = released.load(corruption, severity, chunk.start, chunk.stop, prep)
+        else:
+            released.check(corruption)
+            x = released.load(corruption, severity, chunk.ids, prep, authors_crop=config.preprocessing == "authors")
+        return x.to(chunk.x.device)
+
+    def aggregate(self, records, config: CorruptionsConfig) -> dict[str, Metric]:
+        return corruption_metrics(records, config)
+
+    def columns(self, config: CorruptionsConfig, metrics) -> list[Column]:
+        label = config.label
+        cols = [Column(f"{label} acc", metrics["accuracy"].value, rank=60)]
+        if "accuracy_no_noise" in metrics:
+            cols.append(Column(f"{label} acc w/o noise", metrics["accuracy_no_noise"].value, rank=61))
+        if "mce" in metrics:
+            cols += [Column("mCE", metrics["mce"].value, higher_is_better=False, rank=58),
+                     Column("rel. mCE", metrics["relative_mce"].value, higher_is_better=False, rank=59)]
+        return cols
+
+    def plots(self, runs, out_dir) -> list:
+        from pathlib import Path
+
+        from vitbench.leaderboard.plots import accuracy_vs_severity
+        path = accuracy_vs_severity(runs, Path(out_dir) / "corruptions_accuracy_vs_severity.png")
+        return [path] if path else []
+
+    def cost(self, config: CorruptionsConfig) -> float:
+        return float(len(config.corruptions) * len(config.severities) + 1)
+
+
+def _open(config: CorruptionsConfig):
+    from vitbench.data.released import open_released_c
+    return open_released_c(config.root)
+
+
+def corruption_metrics(records: Sequence[dict], config: CorruptionsConfig) -> dict[str, Metric]:
+    """Errors per corruption and severity, mean accuracy, accuracy w/o noise, and (ImageNet-C) mCE / rel. mCE."""
+    if not records:
+        return {}
+    noise = set(_names().NOISE_CORRUPTIONS)
+    out = {"clean_accuracy": Metric(accuracy([r["clean"] for r in records]))}
+    err = {c: [1.0 - accuracy([r["c"][c][k] for r in records]) for k in range(len(config.severities))]
+           for c in config.corruptions}
+    for c, row in err.items():
+        for s, e in zip(config.severities, row):
+            out[f"error/{c}/{s}"] = Metric(e, higher_is_better=False)
+    out["accuracy"] = Metric(1.0 - sum(sum(r) for r in err.values()) / sum(len(r) for r in err.values()))
+    quiet = [c for c in config.corruptions if c not in noise]
+    if quiet and len(quiet) < len(config.corruptions):
+        out["accuracy_no_noise"] = Metric(1.0 - sum(sum(err[c]) for c in quiet) / sum(len(err[c]) for c in quiet))
+    benchmark = set(_names().BENCHMARK_CORRUPTIONS)
+    if config.kind == "imagenet-c" and benchmark <= set(config.corruptions) and config.severities == SEVERITIES:
+        out.update(_mce(err, 1.0 - out["clean_accuracy"].value, sorted(benchmark, key=list(_names().BENCHMARK_CORRUPTIONS).index)))
+    return out
+
+
+def _mce(err: dict[str, list[float]], clean_err: float, names: list[str]) -> dict[str, Metric]:
+    alex_clean, alex = alexnet_errors()
+    ce = {c: sum(err[c]) / sum(alex[c]) for c in names}
+    rel = {c: sum(e - clean_err for e in err[c]) / sum(a - alex_clean for a in alex[c]) for c in names}
+    out = {f"ce/{c}": Metric(v, higher_is_better=False) for c, v in ce.items()}
+    out["mce"] = Metric(sum(ce.values()) / len(ce), higher_is_better=False)
+    out["relative_mce"] = Metric(sum(rel.values()) / len(rel), higher_is_better=False)
+    return out
+
+

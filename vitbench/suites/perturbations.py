@@ -1,0 +1,189 @@
+"""Perturbation stability (ImageNet-P protocol): released sequences, or generated ones for any dataset.
+
+released  the data is an ``imagenet-p:`` or ``cifar-p:`` spec; each example is one sequence.
+generated the perturbations of ``vitbench.data.perturbations`` applied to each image of any dataset (31 frames,
+          translate 41), deterministic given the chunk seed; labelled "(generated)" everywhere.
+
+Per sequence of n frames with predictions f(x_1..x_n) (Hendrycks and Dietterich 2019, and the authors' code):
+  flip probability FP = mean over compared pairs of 1[f(x_j) != f(x_prev)], where for the noise perturbations every
+  frame is compared with the first frame, and otherwise with the previous frame of the same stride-d subsequence
+  (x_i, x_{i+d}, x_{i+2d}, ...; difficulty d, default 1);
+  top-5 distance T5D = the mean over the same pairs of d(sigma) = sum_{i=1..5} |(i - 1) - min(sigma(i) - 1, 5)|,
+  sigma(i) = the rank in the new frame of the class ranked i in the previous frame (ranks 1-based, ordinal: ties
+  broken by class index).
+FP_p and T5D_p are means over sequences; mFP / mT5D are means over perturbations. mFR = mean_p FP_p / FP_p(AlexNet)
+and mT5D normalised likewise are reported only when ``normalizers`` (AlexNet values, a YAML file or mapping
+{perturbation: {fp: .., t5d: ..}}) are supplied; the raw values always are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vitbench import _config
+from vitbench.errors import ConfigError
+from vitbench.suites import register
+from vitbench.suites.base import Column, Metric, Suite, SuiteOutput
+
+SOURCES = ("generated", "released")
+
+
+def _module():
+    from vitbench.data import perturbations
+    return perturbations
+
+
+def flip_probability(pred: Sequence[int], *, noise: bool, difficulty: int = 1) -> float:
+    """FP of one sequence of predicted labels."""
+    return _pair_mean(list(pred), noise, difficulty, lambda a, b: float(a != b))
+
+
+def top5_distance(logits: torch.Tensor, *, noise: bool, difficulty: int = 1) -> float:
+    """T5D of one sequence of logits (T, K)."""
+    order = torch.argsort(-logits.float(), dim=1, stable=True)            # (T, K): class at each rank
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(1, logits.shape[1] + 1).expand_as(order))  # (T, K): rank of each class
+    frames = list(range(logits.shape[0]))
+
+    def dist(prev: int, cur: int) -> float:
+        sigma = ranks[cur][order[prev][:5]]                                  # new ranks of the previous top 5
+        ideal = torch.arange(5)
+        return float((ideal - torch.clamp(sigma - 1, max=5)).abs().sum())
+    return _pair_mean(frames, noise, difficulty, dist)
+
+
+def _pair_mean(items: list, noise: bool, difficulty: int, fn) -> float:
+    step = 1 if noise else difficulty
+    values = []
+    for start in range(step):
+        seq = items[start::step]
+        for j in range(1, len(seq)):
+            values.append(fn(seq[0] if noise else seq[j - 1], seq[j]))
+    return sum(values) / len(values) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class PerturbationsConfig:
+    source: str = "generated"
+    perturbations: tuple[str, ...] = ()
+    difficulty: int = 1
+    n_frames: int | None = None
+    normalizers: Any = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.difficulty < 1:
+            raise ValueError("difficulty must be >= 1")
+        mod = _module()
+        known = tuple(mod.TEST_PERTURBATIONS) + tuple(mod.VALIDATION_PERTURBATIONS)
+        if self.source == "generated":
+            names = tuple(self.perturbations) or tuple(mod.TEST_PERTURBATIONS)
+            bad = [p for p in names if p not in known]
+            if bad:
+                raise ValueError(f"unknown perturbation {bad[0]!r} (known: {', '.join(known)})")
+            object.__setattr__(self, "perturbations", names)
+        if isinstance(self.normalizers, str):
+            path = Path(self.normalizers).expanduser()
+            if not path.is_file():
+                raise ValueError(f"normalizers file {path} does not exist")
+            object.__setattr__(self, "normalizers", _config.load_yaml(path.read_text(), str(path)))
+        if self.normalizers is not None:
+            for name, value in dict(self.normalizers).items():
+                if not isinstance(value, dict) or not {"fp", "t5d"} <= set(value):
+                    raise ValueError(f"normalizers[{name!r}] needs fp and t5d (AlexNet values)")
+
+    @property
+    def label(self) -> str:
+        return "" if self.source == "released" else " (generated)"
+
+
+@register
+class PerturbationsSuite(Suite):
+    name = "perturbations"
+    version = 1
+    Config = PerturbationsConfig
+    summary = "perturbation stability: flip probability and top-5 distance (released ImageNet-P/CIFAR-P or generated)"
+    aux = True
+    accepts_sequences = True
+
+    def configure(self, raw: dict, dataset) -> dict:
+        raw = dict(raw)
+        if getattr(dataset, "is_sequence", False):
+            raw["source"] = "released"
+            raw["difficulty"] = getattr(dataset, "difficulty", raw.get("difficulty", 1))
+        elif raw.get("source") == "released":
+            raise ConfigError(f"suite perturbations: source released needs an imagenet-p: or cifar-p: dataset, "
+                              f"got {dataset.spec!r}")
+        return raw
+
+    def run(self, model, chunk, config: PerturbationsConfig, ctx) -> SuiteOutput:
+        noise = set(_module().NOISE_PERTURBATIONS)
+        if config.source == "released":
+            names = [sid.split("/", 1)[0] for sid in chunk.ids]
+            seqs = {None: chunk.x}                                             # (B, T, 3, S, S)
+        else:
+            names = None
+            seqs = {p: _module().perturbation_sequence(chunk.x, p, chunk.generator("perturbation", p),
+                                                       n_frames=config.n_frames) for p in config.perturbations}
+        records = [{"fp": {}, "t5d": {}} for _ in range(len(chunk.y))]
+        for key, x in seqs.items():
+            logits = _frame_logits(model, x, ctx.batch_size)                    # (B, T, K)
+            for i in range(len(chunk.y)):
+                p = names[i] if key is None else key
+                records[i]["fp"][p] = flip_probability(logits[i].argmax(1).tolist(), noise=p in noise,
+                                                       difficulty=config.difficulty)
+                records[i]["t5d"][p] = top5_distance(logits[i], noise=p in noise, difficulty=config.difficulty)
+        return SuiteOutput(records)
+
+    def aggregate(self, records, config: PerturbationsConfig) -> dict[str, Metric]:
+        per = {}
+        for metric in ("fp", "t5d"):
+            values: dict[str, list[float]] = {}
+            for r in records:
+                for p, v in r[metric].items():
+                    values.setdefault(p, []).append(v)
+            per[metric] = {p: sum(v) / len(v) for p, v in values.items()}
+        out = {}
+        for metric, table in per.items():
+            for p, v in table.items():
+                out[f"{metric}/{p}"] = Metric(v, higher_is_better=False)
+            if table:
+                out[f"m{metric}"] = Metric(sum(table.values()) / len(table), higher_is_better=False)
+        norm = config.normalizers
+        if norm and per["fp"] and all(p in norm for p in per["fp"]):
+            out["mfr"] = Metric(sum(per["fp"][p] / norm[p]["fp"] for p in per["fp"]) / len(per["fp"]),
+                                higher_is_better=False)
+            out["mt5d_normalised"] = Metric(sum(per["t5d"][p] / norm[p]["t5d"] for p in per["t5d"]) / len(per["t5d"]),
+                                            higher_is_better=False)
+        return out
+
+    def columns(self, config: PerturbationsConfig, metrics) -> list[Column]:
+        cols = []
+        if "mfr" in metrics:
+            cols += [Column(f"mFR{config.label}", metrics["mfr"].value, higher_is_better=False, rank=62),
+                     Column(f"mT5D{config.label}", metrics["mt5d_normalised"].value, higher_is_better=False, rank=63)]
+        if "mfp" in metrics:
+            cols += [Column(f"FP{config.label}", metrics["mfp"].value, higher_is_better=False, rank=64),
+                     Column(f"T5D{config.label}", metrics["mt5d"].value, higher_is_better=False, rank=65)]
+        return cols
+
+    def plots(self, runs, out_dir) -> list:
+        from vitbench.leaderboard.plots import flip_probabilities
+        path = flip_probabilities(runs, Path(out_dir) / "perturbations_flip_probability.png")
+        return [path] if path else []
+
+    def cost(self, config: PerturbationsConfig) -> float:
+        return float(31 * max(len(config.perturbations), 1))
+
+
+def _frame_logits(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of every frame: (B, T, 3, S, S) -> (B, T, K)."""
+    from vitbench.suites.clean import predict
+    b, t = x.shape[:2]
+    return predict(model, x.flatten(0, 1), batch_size).view(b, t, -1).cpu()
