@@ -28,15 +28,19 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_autoattack.py
 	$(PY) benchmarks/bench_pgd_sweep.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_corruptions.py --threads 1
 
 # Retrain the bundled zoo (about 6 minutes on 2 CPU cores) into vitbench/zoo/weights and model_zoo.yaml.
-ZOO_ARGS := --zoo vitbench/zoo/model_zoo.yaml --weights-dir vitbench/zoo/weights --force
-VIT_ARGS := --arch vit_tiny_patch16_224 --arch-arg img_size=32 --arch-arg patch_size=4 --arch-arg depth=4 \
+# digits-sized light augmentation: random crops of 80-100% of the image, no flips (digits are not symmetric),
+# no colour jitter (grey strokes on black)
+ZOO_ARGS := --zoo vitbench/zoo/model_zoo.yaml --weights-dir vitbench/zoo/weights --force \
+            --set rrc_scale=[0.8,1.0] --set color_jitter=0
+VIT_ARGS := --arch vit_tiny_patch16_224 --arch-arg img_size=32 --arch-arg patch_size=8 --arch-arg depth=4 \
             --arch-arg embed_dim=64 --arch-arg num_heads=4
 zoo: $(STAMP)
 	rm -rf runs/zoo
 	$(VB) train standard $(VIT_ARGS) --epochs 30 --out runs/zoo/digits-vit.standard --register digits-vit.standard $(ZOO_ARGS)
-	$(VB) train light-recipe $(VIT_ARGS) --epochs 60 --set keep_epoch_checkpoints=true --out runs/zoo/digits-vit.light --register digits-vit.light $(ZOO_ARGS)
+	$(VB) train light-recipe $(VIT_ARGS) --epochs 60 --set keep_epoch_checkpoints=true --set checkpoint_every=15 --out runs/zoo/digits-vit.light --register digits-vit.light $(ZOO_ARGS)
 	$(VB) train standard --arch test_resnet --epochs 15 --out runs/zoo/digits-resnet.standard --register digits-resnet.standard $(ZOO_ARGS)
 	$(VB) train light-recipe --arch test_resnet --epochs 30 --set eps_warmup_epochs=10 --set weight_decay=0.05 --out runs/zoo/digits-resnet.light --register digits-resnet.light $(ZOO_ARGS)
 

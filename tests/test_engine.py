@@ -141,3 +141,17 @@ def test_pgd_sweep_results_do_not_depend_on_batch_size(tiny_zoo, monkeypatch, tm
     small = _engine(n=20, batch=3).run(entry, data, job)
     records_small = open_store().records(small.eval_key, [(0, 10), (10, 20)])
     assert [r["robust"] for r in records_big] == [r["robust"] for r in records_small]
+
+
+def test_suite_example_cap_selects_chunks_without_changing_the_key(tiny_zoo):
+    from vitbench.suites.corruptions import CorruptionsConfig
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    capped = SuiteRun("corruptions", CorruptionsConfig(corruptions=("brightness",), severities=(1,), n_examples=20))
+    full = SuiteRun("corruptions", CorruptionsConfig(corruptions=("brightness",), severities=(1,)))
+    engine = _engine(n=30)
+    first = engine.run(entry, data, capped)
+    assert first.n_examples == 20
+    assert engine.key(entry, data, capped)[0] == engine.key(entry, data, full)[0]
+    assert open_store().done_chunks(first.eval_key) == {(0, 10), (10, 20)}
+    second = engine.run(entry, data, full)
+    assert second.n_examples == 30 and open_store().done_chunks(first.eval_key) == {(0, 10), (10, 20), (20, 30)}

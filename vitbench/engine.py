@@ -177,20 +177,26 @@ class Engine:
         self.batch_size = options.batch_size
         self._progress = progress or (lambda name, job, n: None)
 
-    def n_examples(self, dataset: EvalDataset) -> int:
+    def n_examples(self, dataset: EvalDataset, job: SuiteRun | None = None) -> int:
+        """Examples a job evaluates: --n-examples, capped by the suite config's own ``n_examples`` if it has one
+        (presets use it to give costly suites fewer images)."""
         n = self.options.n_examples
         if n is not None and n <= 0:
             raise VitbenchError(f"--n-examples must be > 0, got {n}")
-        return len(dataset) if n is None else min(n, len(dataset))
+        n = len(dataset) if n is None else min(n, len(dataset))
+        cap = getattr(job.config, "n_examples", None) if job is not None else None
+        return n if cap is None else min(n, cap)
 
     def key(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> tuple[str, dict]:
         """The evaluation key and the facts it is made of."""
         suite = get_suite(job.suite)
         fp, sha = self.models.fingerprint(entry)
         config = to_plain(job.config)
+        # a suite's example cap selects chunks, like --n-examples; it does not change per-sample results
+        keyed = {k: v for k, v in config.items() if k != "n_examples"}
         info = {"model": entry.name, "model_fingerprint": fp, "weights_sha256": sha, "dataset": dataset.spec,
                 "data_fingerprint": dataset.fingerprint, "suite": job.suite, "suite_version": suite.version,
-                "config": config, "config_hash": stable_hash(config), "seed": self.options.seed,
+                "config": keyed, "config_hash": stable_hash(keyed), "seed": self.options.seed,
                 "chunk_size": self.options.chunk_size}
         key = stable_hash({k: v for k, v in info.items() if k not in ("model", "dataset", "weights_sha256")}, 32)
         return key, info
@@ -199,7 +205,7 @@ class Engine:
         """Number of examples this rank still has to compute for the job."""
         key, _ = self.key(entry, dataset, job)
         done = self.store.done_chunks(key)
-        plan = plan_chunks(self.n_examples(dataset), self.options.chunk_size)
+        plan = plan_chunks(self.n_examples(dataset, job), self.options.chunk_size)
         return sum(b - a for i, a, b in plan if i % self.world == self.rank and (a, b) not in done)
 
     def run(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> RunResult | None:
@@ -210,7 +216,7 @@ class Engine:
             raise DataError(f"{dataset.spec!r} holds perturbation sequences; suite {job.suite} evaluates images "
                             "(use the perturbations suite on it)")
         key, info = self.key(entry, dataset, job)
-        n = self.n_examples(dataset)
+        n = self.n_examples(dataset, job)
         plan = plan_chunks(n, self.options.chunk_size)
         started = time.perf_counter()
         self.store.ensure_eval(key, info)

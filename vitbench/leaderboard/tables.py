@@ -137,7 +137,7 @@ def _cross_checks(row: Row) -> list[str]:
 
 def _sort_key(row: Row):
     head = row.headline
-    return (row.label_space, row.n_examples * -1, -(head.value if head else -1.0), row.model)
+    return (row.label_space, -row.n_examples, -(head.value if head else -1.0), row.model)
 
 
 # -- rendering -------------------------------------------------------------------------------------------------

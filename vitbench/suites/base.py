@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,13 +45,12 @@ class Chunk:
 
 @dataclass
 class Context:
-    """What the engine gives a suite besides the data: device, batch size, progress and data access."""
+    """What the engine gives a suite besides the data: device, batch size, the dataset and the zoo entry."""
 
     device: torch.device
     batch_size: int
     dataset: Any = None
     entry: Any = None
-    progress: Callable[[float], None] = field(default=lambda _: None)
 
 
 @dataclass

@@ -59,6 +59,7 @@ class CorruptionsConfig:
     extra: bool = False
     severities: tuple[int, ...] = SEVERITIES
     preprocessing: str = "authors"
+    n_examples: int | None = None   # cap on examples for this suite (e.g. a cheaper demo)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

@@ -1,8 +1,9 @@
 """Perturbation stability (ImageNet-P protocol): released sequences, or generated ones for any dataset.
 
 released  the data is an ``imagenet-p:`` or ``cifar-p:`` spec; each example is one sequence.
-generated the perturbations of ``vitbench.data.perturbations`` applied to each image of any dataset (31 frames,
-          translate 41), deterministic given the chunk seed; labelled "(generated)" everywhere.
+generated the perturbations of ``vitbench.data.perturbations`` applied to each image of any dataset, with the
+          reference sequence lengths (ImageNet-P: 31 frames, translate 41; CIFAR-P at 32 px: 31, motion blur 21,
+          translate 16; ``n_frames`` caps them), deterministic given the chunk seed; labelled "(generated)".
 
 Per sequence of n frames with predictions f(x_1..x_n) (Hendrycks and Dietterich 2019, and the authors' code):
   flip probability FP = mean over compared pairs of 1[f(x_j) != f(x_prev)], where for the noise perturbations every
@@ -74,6 +75,7 @@ class PerturbationsConfig:
     difficulty: int = 1
     n_frames: int | None = None
     normalizers: Any = None
+    n_examples: int | None = None   # cap on examples for this suite (e.g. a cheaper demo)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -130,7 +132,8 @@ class PerturbationsSuite(Suite):
         else:
             names = None
             seqs = {p: _module().perturbation_sequence(chunk.x, p, chunk.generator("perturbation", p),
-                                                       n_frames=config.n_frames) for p in config.perturbations}
+                                                       n_frames=_frames(p, chunk.x, config.n_frames))
+                    for p in config.perturbations}
         records = [{"fp": {}, "t5d": {}} for _ in range(len(chunk.y))]
         for key, x in seqs.items():
             logits = _frame_logits(model, x, ctx.batch_size)                    # (B, T, K)
@@ -179,7 +182,15 @@ class PerturbationsSuite(Suite):
         return [path] if path else []
 
     def cost(self, config: PerturbationsConfig) -> float:
-        return float(31 * max(len(config.perturbations), 1))
+        return float(min(config.n_frames or 31, 31) * max(len(config.perturbations), 1))
+
+
+def _frames(name: str, x: torch.Tensor, cap: int | None) -> int | None:
+    """The reference length of a generated sequence at this resolution, capped by ``n_frames``."""
+    if cap is None:
+        return None
+    mod = _module()
+    return min(cap, mod.sequence_length(name, mod.sequence_table_for(*x.shape[-2:])))
 
 
 def _frame_logits(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import yaml
 from vitbench.errors import ConfigError
 from vitbench.zoo import sources
 from vitbench.zoo.load import check_logits, load_model
-from vitbench.zoo.schema import (BUNDLED_ZOO, ZOO_VERSION, Preprocessing, ZooEntry, parse_zoo, read_zoo_file)
+from vitbench.zoo.schema import Preprocessing, ZooEntry, parse_zoo, read_zoo_file
 from vitbench.zoo.sources import BUNDLED_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,3 @@ def _same(text: str, path: Path, expected: dict[str, ZooEntry]) -> bool:
     want = {n: replace(e, origin="") for n, e in expected.items()}
     return strip == want
 
-
-def is_bundled(path: Path) -> bool:
-    return path.resolve() == BUNDLED_ZOO.resolve()
-
-
-def zoo_version() -> int:
-    return ZOO_VERSION

@@ -199,7 +199,6 @@ def fetch_remote(source: str, *, sha256: str | None, entry: str,
     dest = cache_path(source)
     record = recorded_sha256(source)
     expected = sha256 or (record or {}).get("sha256")
-    trust = "pinned" if sha256 else ("tofu" if record else "tofu-new")
     if dest.exists():
         actual = cached_sha256(dest)
         if expected and actual != expected:

@@ -1,0 +1,351 @@
+"""ImageNet-C corruptions: registry, errors, agreement with the per-image numpy reference (same random draws),
+noise statistics, structural effects of blur and weather, batch/seed/device behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import corruption_reference as R
+from vitbench.data import corruptions as C
+from vitbench.data import image_ops as ops
+from vitbench.errors import ConfigError
+
+RANDOM = [n for n in C.ALL_CORRUPTIONS if not C.CORRUPTIONS[n].deterministic]
+DETERMINISTIC = [n for n in C.ALL_CORRUPTIONS if C.CORRUPTIONS[n].deterministic]
+CASES = [(n, s) for n in C.ALL_CORRUPTIONS for s in C.SEVERITIES]
+#: 8-bit truncation steps inside the corruption: float32 rounding may flip a few pixels by 1/255
+QUANTISED = ("snow", "spatter")
+#: float64 agreement is to rounding error, except where the reference itself runs in float32 (Pillow's 'F' mode)
+EXACT = {"pixelate": 1e-6}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """32 px batches are too small to share: one thread avoids the pool's wake-ups on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def natural(b: int, size: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.from_numpy(R.natural_images(b, size, seed)).to(dtype)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def reference(x: torch.Tensor, name: str, severity: int, draws: dict[str, torch.Tensor]) -> np.ndarray:
+    params = C.corruption_params(name, severity, C.table_for(*x.shape[-2:]))
+    return np.stack([R.corrupt_image(x[i].double().numpy(), name, params, {k: v[i].numpy() for k, v in draws.items()})
+                     for i in range(len(x))])
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * math.log10(float(((a.double() - b.double()) ** 2).mean()))
+
+
+def gradient_energy(x: torch.Tensor) -> float:
+    return float(((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean() + ((x[..., 1:] - x[..., :-1]) ** 2).mean())
+
+
+# ------------------------------------------------------------------------------------------ registry, errors
+
+def test_registry_lists():
+    assert C.BENCHMARK_CORRUPTIONS == (
+        "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+        "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+    assert set(C.EXTRA_CORRUPTIONS) == {"speckle_noise", "gaussian_blur", "spatter", "saturate"}
+    assert C.NOISE_CORRUPTIONS == ("gaussian_noise", "shot_noise", "impulse_noise")
+    assert list(C.CORRUPTIONS) == sorted(C.CORRUPTIONS, key=C.ALL_CORRUPTIONS.index) and len(C.CORRUPTIONS) == 19
+    assert {i.name for i in C.CORRUPTIONS.values() if i.extra} == set(C.EXTRA_CORRUPTIONS)
+    assert {i.kind for i in C.CORRUPTIONS.values()} == {"noise", "blur", "weather", "digital"}
+    assert set(DETERMINISTIC) == {"defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
+                                  "jpeg_compression", "gaussian_blur", "saturate"}
+
+
+def test_parameter_tables_golden_values():
+    """Spot values of the reference generators (make_imagenet_c.py, make_tinyimagenet_c.py, make_cifar_c.py)."""
+    assert [C.corruption_params("gaussian_noise", s, "imagenet") for s in C.SEVERITIES] == [.08, .12, .18, .26, .38]
+    assert [C.corruption_params("shot_noise", s, "cifar") for s in C.SEVERITIES] == [500, 250, 100, 75, 50]
+    assert C.corruption_params("glass_blur", 5, "imagenet") == (1.5, 4, 2)
+    assert C.corruption_params("saturate", 5, "tiny") == (30, 0.2)
+    assert C.corruption_params("snow", 3, "cifar") == (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9)
+    assert C.corruption_params("jpeg_compression", 1, "tiny") == 65
+    assert C.corruption_params("elastic_transform", 1, "imagenet") == (244 * 2, 244 * 0.7, 244 * 0.1)
+    for table in C.PARAMETER_TABLES.values():
+        assert set(table) == set(C.ALL_CORRUPTIONS) and all(len(v) == 5 for v in table.values())
+
+
+def test_zoom_factors_are_numpy_arange_to_the_bit():
+    for table in C.PARAMETER_TABLES.values():
+        for p in table["zoom_blur"]:
+            assert C.zoom_factors(*p) == np.arange(*p).tolist()
+
+
+@pytest.mark.parametrize("side, table", [(28, "cifar"), (32, "cifar"), (45, "cifar"), (64, "tiny"), (96, "tiny"),
+                                         (128, "imagenet"), (224, "imagenet"), (384, "imagenet")])
+def test_table_choice_by_size(side, table):
+    assert C.table_for(side, side) == table
+
+
+def test_errors_name_severity_shape_table():
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ConfigError, match="did you mean 'gaussian_noise'"):
+        C.corrupt(x, "gausian_noise", 1)
+    for bad in (0, 6, 2.0, True, "3"):
+        with pytest.raises(ConfigError, match="severity"):
+            C.corrupt(x, "contrast", bad)
+    with pytest.raises(ConfigError, match=r"\(B, 3, H, W\)"):
+        C.corrupt(torch.rand(3, 8, 8), "contrast", 1)
+    with pytest.raises(ConfigError, match="table"):
+        C.corrupt(x, "contrast", 1, table="mnist")
+
+
+# ------------------------------------------------------------------------------------------ every case
+
+@pytest.mark.parametrize("name, severity", CASES)
+def test_shape_dtype_range_and_seed(name, severity):
+    x = natural(2, 32)
+    out = C.corrupt(x, name, severity, gen(1))
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert bool(torch.isfinite(out).all()) and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert float((out - x).abs().mean()) > 1e-4                          # the corruption does something
+    assert torch.equal(out, C.corrupt(x, name, severity, gen(1)))         # same seed, same images
+    other = C.corrupt(x, name, severity, gen(2))
+    assert torch.equal(out, other) == (name in DETERMINISTIC)             # other seed differs iff random
+
+
+@pytest.mark.parametrize("name, severity", [c for c in CASES if c[0] != "glass_blur"])
+def test_matches_numpy_reference_exactly(name, severity):
+    """float64 batch vs the per-image numpy reference fed the same random draws."""
+    x = natural(2, 32, seed=severity, dtype=torch.float64)
+    draws = C.draw_randomness(x, name, severity, gen(severity))
+    out = C.apply_corruption(x, name, severity, draws).numpy()
+    np.testing.assert_allclose(out, reference(x, name, severity, draws), rtol=0, atol=EXACT.get(name, 1e-9))
+
+
+@pytest.mark.parametrize("name", [n for n in C.ALL_CORRUPTIONS if n != "glass_blur"])
+def test_float32_matches_reference(name):
+    x = natural(2, 32, seed=3)
+    draws = C.draw_randomness(x, name, 3, gen(3))
+    diff = np.abs(C.apply_corruption(x, name, 3, draws).double().numpy() - reference(x, name, 3, draws))
+    if name in QUANTISED:
+        assert np.mean(diff > 1e-4) < 0.002 and diff.max() <= 2 / 255 + 1e-6
+    else:
+        assert diff.max() < 2e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in C.ALL_CORRUPTIONS if n != "glass_blur"])
+def test_matches_reference_at_224(name):
+    x = natural(1, 224, dtype=torch.float64)
+    for severity in (1, 5):
+        draws = C.draw_randomness(x, name, severity, gen(severity))
+        out = C.apply_corruption(x, name, severity, draws).numpy()
+        np.testing.assert_allclose(out, reference(x, name, severity, draws), rtol=0, atol=EXACT.get(name, 1e-9))
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_batch_equals_per_image(name):
+    x = natural(3, 32, seed=4)
+    batch = C.corrupt(x, name, 4)
+    singles = torch.cat([C.corrupt(x[i:i + 1], name, 4) for i in range(3)])
+    assert torch.allclose(batch, singles, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "motion_blur", "snow", "fog", "elastic_transform"])
+def test_explicit_cpu_device_and_float64(name):
+    x = natural(2, 32, seed=5)
+    on_cpu = C.corrupt(x.to("cpu"), name, 2, gen(9))
+    assert on_cpu.device.type == "cpu"
+    wide = C.corrupt(x.double(), name, 2, gen(9))
+    assert wide.dtype == torch.float64 and torch.allclose(wide.float(), on_cpu, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", C.ALL_CORRUPTIONS)
+def test_cuda_matches_cpu(name):
+    x = natural(2, 32, seed=6)
+    cpu = C.corrupt(x, name, 3, gen(4))
+    cuda = C.corrupt(x.cuda(), name, 3, gen(4))
+    assert cuda.device.type == "cuda"
+    diff = (cuda.cpu() - cpu).abs()
+    assert float(diff.mean()) < 1e-5 and float((diff > 1e-3).float().mean()) < 0.002
+
+
+# ------------------------------------------------------------------------------------------ noise statistics
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_gaussian_noise_residual_scale(severity):
+    c = C.corruption_params("gaussian_noise", severity, "imagenet")
+    x = torch.full((4, 3, 64, 64), 0.5)
+    r = (C.corrupt(x, "gaussian_noise", severity, gen(severity), table="imagenet") - x).flatten()
+    assert float(r.abs().median()) / 0.6745 == pytest.approx(c, rel=0.04)   # median |r| is below the clip
+    assert abs(float(r.mean())) < 0.01
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_shot_noise_variance_proportional_to_intensity(severity):
+    c = C.corruption_params("shot_noise", severity, "cifar")
+    levels = torch.tensor([0.1, 0.2, 0.4]).view(3, 1, 1, 1)
+    x = levels.expand(3, 3, 64, 64).contiguous()
+    out = C.corrupt(x, "shot_noise", severity, gen(severity), table="cifar")
+    var = out.flatten(1).var(dim=1)
+    assert torch.allclose(var, levels.flatten() / c, rtol=0.08)            # Var(Poisson(x c) / c) = x / c
+    assert torch.allclose(out.flatten(1).mean(dim=1), levels.flatten(), rtol=0.02)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_impulse_fraction(severity):
+    c = C.corruption_params("impulse_noise", severity, "imagenet")
+    x = torch.full((4, 3, 64, 64), 0.5)
+    out = C.corrupt(x, "impulse_noise", severity, gen(severity), table="imagenet")
+    assert float((out != x).float().mean()) == pytest.approx(c, rel=0.05, abs=0.003)
+    assert float((out == 1).float().mean()) == pytest.approx(c / 2, rel=0.08, abs=0.003)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_speckle_noise_scales_with_intensity(severity):
+    c = C.corruption_params("speckle_noise", severity, "cifar")
+    levels = torch.tensor([0.2, 0.4]).view(2, 1, 1, 1)
+    x = levels.expand(2, 3, 64, 64).contiguous()
+    r = (C.corrupt(x, "speckle_noise", severity, gen(severity), table="cifar") - x).flatten(1)
+    assert torch.allclose(r.std(dim=1), levels.flatten() * c, rtol=0.05)   # x + x N(0, c^2)
+
+
+# ------------------------------------------------------------------------------------------ structure
+
+MONOTONE_PSNR = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "defocus_blur", "gaussian_blur",
+                 "zoom_blur", "motion_blur", "brightness", "contrast", "jpeg_compression", "spatter")
+
+
+@pytest.mark.parametrize("name", MONOTONE_PSNR)
+def test_damage_grows_with_severity(name):
+    x = natural(6, 32, seed=7)
+    scores = [psnr(x, C.corrupt(x, name, s, gen(7))) for s in C.SEVERITIES]
+    assert all(a > b - 0.05 for a, b in zip(scores, scores[1:])), scores   # non-increasing (motion: 2 equal)
+    assert scores[0] > scores[-1] + 1
+
+
+@pytest.mark.parametrize("name", ["defocus_blur", "gaussian_blur", "zoom_blur", "motion_blur"])
+def test_blur_removes_high_frequencies_monotonically(name):
+    x = natural(6, 32, seed=8)
+    energy = [gradient_energy(x)] + [gradient_energy(C.corrupt(x, name, s, gen(8))) for s in C.SEVERITIES]
+    assert all(a >= b * 0.999 for a, b in zip(energy, energy[1:])), energy
+    assert energy[-1] < 0.8 * energy[0]
+
+
+def test_glass_blur_at_224_blurs_more_with_severity():
+    x = natural(2, 224, seed=9)
+    energy = [gradient_energy(C.corrupt(x, "glass_blur", s, gen(9))) for s in C.SEVERITIES]
+    assert all(a > b for a, b in zip(energy, energy[1:])) and energy[0] < gradient_energy(x)
+
+
+def test_glass_shuffle_is_a_local_permutation_like_the_sequential_loop():
+    """Same offsets: the vectorised rounds and the reference loop move the same share of pixels by the same
+    mean distance; every value survives (a permutation) and no pixel leaves its 2 delta block reach."""
+    size, sev = 48, 5
+    sigma, delta, iterations = C.corruption_params("glass_blur", sev, "imagenet")
+    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                                indexing="ij")
+    coords = torch.stack([rows, cols, rows * size + cols])[None]
+    draws = C.draw_randomness(coords, "glass_blur", sev, gen(1), table="imagenet")
+    out = coords
+    for i in range(iterations):
+        out = C._glass_shuffle(out, delta, draws["dy"][:, i], draws["dx"][:, i])
+    assert torch.equal(out[0, 2].flatten().sort().values, coords[0, 2].flatten().sort().values)
+    moved = (out[0, :2] - coords[0, :2]).abs().sum(0)
+    seq = coords[0].numpy().copy()
+    for it in range(iterations):
+        for r in range(size - delta, delta, -1):
+            for c in range(size - delta, delta, -1):
+                rr = r + int(draws["dy"][0, it, r - delta - 1, c - delta - 1])
+                cc = c + int(draws["dx"][0, it, r - delta - 1, c - delta - 1])
+                seq[:, r, c], seq[:, rr, cc] = seq[:, rr, cc].copy(), seq[:, r, c].copy()
+    seq_moved = np.abs(seq[:2] - coords[0, :2].numpy()).sum(0)
+    assert float((moved > 0).double().mean()) == pytest.approx(float((seq_moved > 0).mean()), abs=0.02)
+    assert float(moved.mean()) == pytest.approx(float(seq_moved.mean()), rel=0.1)
+
+
+def test_motion_blur_direction_and_weights():
+    """ImageMagick semantics: angle 0 reads pixels to the right, so a point spreads to the left."""
+    x = torch.zeros(1, 1, 9, 21, dtype=torch.float64)
+    x[0, 0, 4, 15] = 1
+    out = ops.motion_blur(x, 5, 2, torch.tensor([0.0]))[0, 0]
+    taps = ops.motion_blur_taps(5, 2)
+    assert torch.allclose(out[4, 15 - 10:16].flip(0), torch.from_numpy(taps))
+    assert float(out.sum()) == pytest.approx(1.0) and float(out[[0, 1, 2, 3, 5, 6, 7, 8]].abs().max()) < 1e-12
+    dy, dx = ops.motion_blur_offsets(11, torch.tensor([90.0, -45.0]))
+    assert dy[0].tolist() == list(range(11)) and dx[0].abs().sum() == 0
+    assert (dx[1] == -dy[1]).all() and int(dx[1, -1]) == round(10 * math.cos(math.pi / 4))
+
+
+def test_weather_changes_brightness_in_the_expected_direction():
+    x = natural(4, 32, seed=10)
+    dark, bright = x * 0.3, x * 0.3 + 0.7
+    dark[..., 0, 0] = 1                                  # natural images reach white: fog scales by 1 / (1 + a)
+    means = {n: [float(C.corrupt(x, n, s, gen(s)).mean()) for s in C.SEVERITIES] for n in ("snow", "frost")}
+    assert all(m > float(x.mean()) + 0.02 for m in means["snow"] + means["frost"])
+    assert means["snow"][-1] > means["snow"][0]
+    for s in C.SEVERITIES:                               # fog pulls towards the plasma's grey
+        assert float(C.corrupt(dark, "fog", s, gen(s)).mean()) > float(dark.mean()) + 0.05
+        assert float(C.corrupt(bright, "fog", s, gen(s)).mean()) < float(bright.mean()) - 0.05
+    water = [float(C.corrupt(x, "spatter", s, gen(s)).mean()) for s in (1, 2, 3)]
+    mud = [float(C.corrupt(x, "spatter", s, gen(s)).mean()) for s in (4, 5)]
+    assert min(water) > float(x.mean()) and max(mud) < float(x.mean())
+
+
+def test_brightness_contrast_saturate_closed_forms():
+    x = natural(4, 32, seed=11)
+    means = [float(C.corrupt(x, "brightness", s).mean()) for s in C.SEVERITIES]
+    stds = [float(C.corrupt(x, "contrast", s).std()) for s in C.SEVERITIES]
+    assert all(a < b for a, b in zip(means, means[1:])) and all(a > b for a, b in zip(stds, stds[1:]))
+    grey = torch.full((1, 3, 4, 4), 0.5)
+    sat = C.corrupt(grey, "saturate", 5, table="imagenet")                 # skimage: grey has hue 0 (red)
+    assert torch.allclose(sat[0, :, 0, 0], torch.tensor([0.5, 0.4, 0.4]))
+
+
+def test_frost_texture_is_bluish_bounded_and_seeded():
+    noise = torch.randn(3, 4, 64, 64, generator=gen(0))
+    tex = C.frost_texture(noise, torch.tensor([0.1, 0.5, 0.9]))
+    assert float(tex.min()) >= 0 and float(tex.max()) <= 1 and 0.35 < float(tex.mean()) < 0.65
+    assert bool((tex[:, 2].mean(dim=(1, 2)) > tex[:, 0].mean(dim=(1, 2))).all())
+    assert not torch.equal(tex[0], tex[1])
+
+
+def test_jpeg_matches_pillow_and_loses_more_at_lower_quality():
+    x = natural(2, 32, seed=12)
+    out = C.corrupt(x, "jpeg_compression", 5)
+    assert np.abs(out.double().numpy() - reference(x, "jpeg_compression", 5, {})).max() <= 1 / 255 + 1e-6
+
+
+# ------------------------------------------------------------------------------------------ image_ops vs scipy
+
+def test_image_ops_follow_scipy_ndimage():
+    ndi = pytest.importorskip("scipy.ndimage")
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(1, 1, 19, 23, generator=g, dtype=torch.float64)
+    for mode, sigma, truncate in (("nearest", 1.3, 4.0), ("reflect", 9.0, 3.0), ("mirror", 0.7, 4.0)):
+        ours = ops.gaussian_filter(a, sigma, mode, truncate)[0, 0].numpy()
+        theirs = ndi.gaussian_filter(a[0, 0].numpy(), sigma, mode=mode, truncate=truncate)
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
+    sq = torch.rand(1, 1, 21, 21, generator=g, dtype=torch.float64)
+    for factor in (1.06, 1.3, 2.25):
+        crop = int(np.ceil(21 / factor))
+        top = (21 - crop) // 2
+        z = ndi.zoom(sq[0, 0, top:top + crop, top:top + crop].numpy(), factor, order=1)
+        trim = (z.shape[0] - 21) // 2
+        np.testing.assert_allclose(ops.clipped_zoom(sq, factor)[0, 0].numpy(), z[trim:trim + 21, trim:trim + 21],
+                                   atol=1e-12)
+    rows = torch.rand(1, 8, 8, generator=g, dtype=torch.float64) * 30 - 5
+    cols = torch.rand(1, 8, 8, generator=g, dtype=torch.float64) * 34 - 5
+    for mode, scipy_mode in (("reflect", "reflect"), ("nearest", "nearest"), ("constant", "grid-constant")):
+        ours = ops.sample_bilinear(sq, rows, cols, mode)[0, 0].numpy()
+        theirs = ndi.map_coordinates(sq[0, 0].numpy(), [rows[0].numpy(), cols[0].numpy()], order=1, mode=scipy_mode)
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
