@@ -26,7 +26,7 @@ def isolated_home(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny models: one thread is faster and does not oversubscribe 2 cores
     return home
 
 

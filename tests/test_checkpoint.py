@@ -111,3 +111,4 @@ def test_parse_zoo_entry_name_key_rejected():
     text = tiny_zoo_text("x.safetensors").replace("    num_classes: 10", "    name: foo\n    num_classes: 10")
     with pytest.raises(Exception, match="unknown key 'name'"):
         parse_zoo(text, "z.yaml")
+

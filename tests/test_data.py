@@ -156,3 +156,9 @@ def test_parquet_file(tmp_path):
 def test_spec_grammar():
     spec = parse_spec("imagenet-val:/data/val?subset=robustbench-5000")
     assert (spec.kind, spec.location, spec.options) == ("imagenet-val", "/data/val", {"subset": "robustbench-5000"})
+
+
+def test_loaded_images_are_contiguous():
+    """pyautoattack's zeros_like/view on inputs needs the default memory layout."""
+    x, _ = open_dataset("digits").load(0, 4, P32)
+    assert x.is_contiguous()

@@ -171,6 +171,12 @@ class Store:
             out += [json.loads(r[0]) for r in rows]
         return out
 
+    def first_records(self, eval_key: str, limit: int) -> list[dict]:
+        """The first ``limit`` stored per-sample records of an evaluation, in sample order (e.g. for plots)."""
+        rows = self._run(lambda: self._db.execute(
+            "SELECT record FROM samples WHERE eval_key=? ORDER BY idx LIMIT ?", (eval_key, limit)).fetchall())
+        return [json.loads(r[0]) for r in rows]
+
     def chunk_info(self, eval_key: str, plan: Iterable[tuple[int, int]]) -> list[dict]:
         out = []
         for start, stop in plan:

@@ -37,7 +37,6 @@ def _emit(text: str, out: Path | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitbench.errors import VitbenchError
-    from vitbench.leaderboard import plots
     from vitbench.leaderboard.tables import build_rows, render
     from vitbench.store import open_store
 
@@ -51,10 +50,12 @@ def run(args: argparse.Namespace) -> int:
         _emit(card_json(entry, rows), args.out)
         return 0
     if args.plot:
-        written = [p for p in [plots.robustness_curves([r for r in runs if not args.models or r.model in args.models],
-                                                        args.plot / "robustness_vs_eps.png")] if p]
-        for path in written:
-            print(f"wrote {path}", file=sys.stderr)
+        from vitbench.suites import suites
+        selected = [r for r in runs if (not args.models or r.model in args.models)
+                    and (args.data is None or args.data in (r.dataset, r.label_space))]
+        for name, suite in sorted(suites().items()):
+            for path in suite.plots([r for r in selected if r.suite == name], args.plot):
+                print(f"wrote {path}", file=sys.stderr)
     if args.compare:
         from vitbench.leaderboard.references import compare, load_reference, render_comparison
         ref = load_reference(args.compare)

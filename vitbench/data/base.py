@@ -56,8 +56,12 @@ class EvalDataset(ABC):
         """Labels of examples start..stop-1 as int64."""
 
     def load(self, start: int, stop: int, prep: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
-        """Examples start..stop-1 as ((B, 3, S, S) float in [0, 1], (B,) int64) at the model's input size."""
-        return self.images(start, stop, prep), self.labels(start, stop)
+        """Examples start..stop-1 as ((B, 3, S, S) float in [0, 1], (B,) int64) at the model's input size.
+
+        The images are contiguous in the default (NCHW) layout: attack code such as pyautoattack allocates
+        buffers with ``zeros_like`` and ``view``s them.
+        """
+        return self.images(start, stop, prep).contiguous(), self.labels(start, stop)
 
     def images(self, start: int, stop: int, prep: Preprocessing) -> torch.Tensor:
         if self.native_size is not None:

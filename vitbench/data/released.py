@@ -110,7 +110,8 @@ class CifarC:
             raise DataError(f"{self.root / corruption}.npy holds {n} images per severity, the clean set has more")
         rows = np.array(arr[(severity - 1) * n + start:(severity - 1) * n + stop])  # copy out of the memory map
         x = torch.from_numpy(rows).permute(0, 3, 1, 2).float().div_(255.0)
-        return tensor_resize(x, input_size=prep.input_size, crop_pct=prep.crop_pct, interpolation=prep.interpolation)
+        return tensor_resize(x, input_size=prep.input_size, crop_pct=prep.crop_pct,
+                             interpolation=prep.interpolation).contiguous()
 
 
 def open_released_c(root: str) -> ImageNetC | CifarC:
@@ -196,7 +197,7 @@ class SequenceDataset(EvalDataset):
         b, t = x.shape[:2]
         x = tensor_resize(x.flatten(0, 1), input_size=prep.input_size, crop_pct=1.0 if x.shape[-1] <= 64
                           else prep.crop_pct, interpolation=prep.interpolation)
-        return x.view(b, t, *x.shape[1:]), self.labels(start, stop)
+        return x.reshape(b, t, *x.shape[1:]).contiguous(), self.labels(start, stop)
 
     def _frames(self, i: int) -> torch.Tensor:
         raise NotImplementedError

@@ -151,6 +151,13 @@ class PGDSweepSuite(Suite):
                                    rank=30))
         return cols
 
+    def plots(self, runs, out_dir) -> list:
+        from pathlib import Path
+
+        from vitbench.leaderboard.plots import robustness_curves
+        path = robustness_curves(runs, Path(out_dir) / "robustness_vs_eps.png")
+        return [path] if path else []
+
     def threat(self, config: PGDSweepConfig):
         return config.norm, max(config.eps)
 

@@ -11,11 +11,35 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import timm
+from timm.models import register_model
 from torch import nn
 
 from vitbench.errors import ConfigError, unknown
 
 ADAPTERS: dict[str, Callable[[nn.Module], nn.Module]] = {}
+
+
+def _xcit_12(embed_dim: int, num_heads: int, pretrained: bool, **kwargs) -> nn.Module:
+    from timm.models import xcit
+    cls = getattr(xcit, "Xcit", None) or getattr(xcit, "XCiT")  # the class was renamed in timm 1.0
+    if pretrained:
+        raise ConfigError("timm has no pretrained weights for the 12-layer XCiT-M/L; use a zoo checkpoint")
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # passed by timm.create_model
+        kwargs.pop(key, None)
+    return cls(patch_size=16, embed_dim=embed_dim, depth=12, num_heads=num_heads, eta=1.0, tokens_norm=True, **kwargs)
+
+
+# The light recipe's XCiT-M12 and XCiT-L12 are 12 layers deep; timm registers only the 24-layer M and L.
+@register_model
+def xcit_medium_12_p16_224(pretrained: bool = False, **kwargs) -> nn.Module:
+    """XCiT-M12: dim 512, 8 heads, depth 12, eta 1.0, tokens_norm (Debenedetti et al. 2023)."""
+    return _xcit_12(512, 8, pretrained, **kwargs)
+
+
+@register_model
+def xcit_large_12_p16_224(pretrained: bool = False, **kwargs) -> nn.Module:
+    """XCiT-L12: dim 768, 16 heads, depth 12, eta 1.0, tokens_norm (Debenedetti et al. 2023)."""
+    return _xcit_12(768, 16, pretrained, **kwargs)
 
 
 def register_adapter(name: str) -> Callable:

@@ -92,8 +92,18 @@ def _build_from_source(entry: ZooEntry) -> tuple[nn.Module, str, str]:
     state = extract_state_dict(read_checkpoint(resolved.path), key=entry.weights.state_dict_key,
                                strip_prefix=entry.weights.strip_prefix, add_prefix=entry.weights.add_prefix,
                                where=f"{entry.name} ({resolved.path.name})")
+    if entry.weights.timm_filter:
+        state = timm_checkpoint_filter(net, state)
     load_into(net, state, where=f"{entry.name} ({resolved.path.name})", num_classes=entry.num_classes)
     return net, resolved.sha256, resolved.trust
+
+
+def timm_checkpoint_filter(net: nn.Module, state: dict) -> dict:
+    """Apply timm's own converter for the network's family (e.g. official XCiT or Swin checkpoints to timm keys)."""
+    import sys
+    module = sys.modules.get(type(net).__module__)
+    fn = getattr(module, "checkpoint_filter_fn", None)
+    return dict(fn(state, net)) if fn is not None else state
 
 
 def load_model(entry: ZooEntry, *, device: str | torch.device = "cpu") -> LoadedModel:

@@ -38,6 +38,7 @@ class Weights:
     state_dict_key: str | None = None
     strip_prefix: tuple[str, ...] = ()
     add_prefix: str | None = None
+    timm_filter: bool = False
 
     def __post_init__(self) -> None:
         if self.sha256 is not None and not SHA256_RE.match(self.sha256.lower()):
