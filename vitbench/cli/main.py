@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "train", "demo")
+SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "train", "analyze", "demo")
 _MODULES = {"list": "listing"}
 
 
@@ -52,6 +52,15 @@ def _configure_logging(args: argparse.Namespace) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _end_distributed() -> None:
+    """Leave a torchrun process group cleanly (no-op in a single process)."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     from vitbench.errors import VitbenchError
@@ -59,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _configure_logging(args)
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            _end_distributed()
     except VitbenchError as exc:
         if getattr(locals().get("args"), "debug", False):
             raise

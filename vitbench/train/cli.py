@@ -12,16 +12,17 @@ from vitbench.errors import ConfigError
 
 def train_command(args: argparse.Namespace) -> int:
     from vitbench.cli.zoo import _parse_arch_args
-    from vitbench.data import open_dataset
     from vitbench.engine import dist_world
     from vitbench.paths import home
     from vitbench.train.config import load_config
-    from vitbench.train.export import register_trained
     from vitbench.train.loop import train
     from vitbench.train.recipes import get_recipe
 
     get_recipe(args.recipe)
-    cli = {"arch": args.arch, "data": args.data, "epochs": args.epochs, "attack_eps": args.eps, "seed": args.seed}
+    if args.bench:
+        _check_bench(args)
+    cli = {"arch": args.arch, "init": args.init, "data": args.data, "epochs": args.epochs, "attack_eps": args.eps,
+           "seed": args.seed}
     if args.arch_arg:
         cli["arch_args"] = _parse_arch_args(args.arch_arg)
     config = load_config(args.recipe, config_file=args.config, sets=args.set, cli=cli)
@@ -29,20 +30,69 @@ def train_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else home() / "runs" / name
     if (out / "last.pt").exists() and not args.resume:
         raise ConfigError(f"{out} already holds a training run: pass --resume to continue it or choose another --out")
-    result = train(config, out=out, device=args.device, resume=args.resume)
+    result = train(config, out=out, device=args.device, resume=args.resume, workers=args.workers,
+                   zoo=getattr(args, "zoo", None))
     rank, _ = dist_world()
-    if rank != 0:
-        return 0
-    weights = result.weights
+    if rank == 0:
+        _export(args, name, config, result)
+    if args.bench:
+        bench_trained(args, name, config)
+    return 0
+
+
+def _export(args: argparse.Namespace, name: str, config, result) -> None:
+    """Copy the weights where asked and register the zoo entry (rank 0)."""
+    from vitbench.data import open_dataset
+    from vitbench.train.export import register_trained
+    from vitbench.zoo.sources import sha256_file
+    weights, epoch_weights = result.weights, result.epoch_weights
     if args.weights_dir:
-        weights = Path(args.weights_dir) / f"{name}.safetensors"
-        weights.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(args.weights_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = folder / f"{name}.safetensors"
         shutil.copyfile(result.weights, weights)
+        epoch_weights = []
+        for epoch, src in result.epoch_weights:
+            if sha256_file(src) == sha256_file(result.weights):  # the last epoch: the final weights themselves
+                epoch_weights.append((epoch, weights))
+                continue
+            epoch_weights.append((epoch, folder / f"{name}.e{epoch:03d}.safetensors"))
+            shutil.copyfile(src, epoch_weights[-1][1])
     print(f"weights: {weights}", file=sys.stderr)
     if args.register:
         space = open_dataset(config.data).label_space
         entry = register_trained(args.register, config, weights, num_classes=space.num_classes, dataset=space.name,
-                                 zoo=getattr(args, "zoo", None), epoch_weights=result.epoch_weights,
+                                 zoo=getattr(args, "zoo", None), epoch_weights=epoch_weights,
                                  force=args.force)
         print(f"registered {entry.name} (sha256 {entry.weights.sha256})")
-    return 0
+
+
+def _check_bench(args: argparse.Namespace) -> None:
+    """Refuse a --bench that could not run, before training."""
+    from vitbench.suites import load_preset
+    if not args.register:
+        raise ConfigError("--bench runs the battery on the registered model: add --register NAME")
+    load_preset(args.bench)
+
+
+def bench_trained(args: argparse.Namespace, name: str, config) -> None:
+    """``vitbench bench NAME --preset PRESET --data SPEC`` on the new entry, at its threat model's eps.
+
+    Every rank takes part (under torchrun the engine shares the chunks); rank 0 prints the table.
+    """
+    import torch.distributed as dist
+
+    from vitbench.cli._common import load_zoo
+    from vitbench.cli.bench import execute, print_results
+    from vitbench.engine import DEFAULT_CHUNK_SIZE, Options
+    from vitbench.suites import load_preset
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 has registered the entry
+    data = args.bench_data or config.val_data
+    if not data:
+        raise ConfigError("--bench needs evaluation data: pass --bench-data SPEC (the config has no val_data)")
+    bench_args = argparse.Namespace(data=data, seed=0, n_examples=None, chunk_size=DEFAULT_CHUNK_SIZE,
+                                    batch_size=Options().batch_size, device=args.device, norm=None, eps=None)
+    results = execute(bench_args, [load_zoo(args).get(name)], load_preset(args.bench))
+    if results:
+        print_results(results, as_json=False)

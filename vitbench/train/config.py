@@ -47,6 +47,7 @@ class TrainConfig:
     drop_path: float = 0.0
     # light augmentation
     rrc_scale: tuple[float, float] = (0.5, 1.0)
+    crop_padding: int = 0              # > 0: RandomCrop(input_size, padding) replaces RandomResizedCrop (CIFAR style)
     hflip: float = 0.0
     color_jitter: float = 0.4
     # heavy (canonical DeiT) augmentation, for the light-recipe ablation
@@ -65,6 +66,7 @@ class TrainConfig:
     recipe_args: dict = field(default_factory=dict)
     seed: int = 0
     keep_epoch_checkpoints: bool = False
+    checkpoint_every: int = 1          # with keep_epoch_checkpoints: keep every N-th epoch (and the last)
     amp: bool = True
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ValueError("warmup_epochs + cooldown_epochs exceed epochs")
         if not 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1:
             raise ValueError("rrc_scale must satisfy 0 < low <= high <= 1")
+        if self.crop_padding < 0:
+            raise ValueError("crop_padding must be >= 0")
 
     def hash(self) -> str:
         return _config.stable_hash(self)
@@ -97,6 +101,14 @@ def _parse_sets(pairs: list[str]) -> dict:
     return out
 
 
+def _merge(raw: dict, layer: dict) -> None:
+    """Lay ``layer`` over ``raw``; two ``recipe_args`` mappings merge key by key."""
+    for key, value in layer.items():
+        if key == "recipe_args" and isinstance(value, dict) and isinstance(raw.get(key), dict):
+            value = {**raw[key], **value}
+        raw[key] = value
+
+
 def recipe_defaults(recipe: str) -> dict:
     path = CONFIG_DIR / f"{recipe}.yaml"
     if not path.is_file():
@@ -106,15 +118,15 @@ def recipe_defaults(recipe: str) -> dict:
 
 def load_config(recipe: str, *, config_file: str | None = None, sets: list[str] = (),
                 cli: dict | None = None) -> TrainConfig:
-    """Recipe defaults < config file < CLI flags < --set overrides."""
+    """Recipe defaults < config file < CLI flags < --set overrides (``recipe_args`` merge key by key)."""
     raw: dict[str, Any] = dict(recipe_defaults(recipe))
     if config_file:
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        raw.update(_config.load_yaml(path.read_text(), str(path)) or {})
-    raw.update({k: v for k, v in (cli or {}).items() if v is not None})
-    raw.update(_parse_sets(list(sets)))
+        _merge(raw, _config.load_yaml(path.read_text(), str(path)) or {})
+    _merge(raw, {k: v for k, v in (cli or {}).items() if v is not None})
+    _merge(raw, _parse_sets(list(sets)))
     raw["recipe"] = recipe
     names = {f.name for f in fields(TrainConfig)}
     for key in list(raw):

@@ -3,6 +3,8 @@ canonical DeiT recipe), plus batch-level MixUp/CutMix."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -17,9 +19,9 @@ _MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BI
 
 
 def augmentation(config: TrainConfig) -> v2.Compose:
-    """Per-sample transforms: RandomResizedCrop, flip, colour jitter, [RandAugment], [random erasing]."""
-    ops: list = [v2.RandomResizedCrop(config.input_size, scale=tuple(config.rrc_scale),
-                                      interpolation=_MODES[config.interpolation], antialias=True)]
+    """Per-sample transforms: RandomResizedCrop (or RandomCrop with ``crop_padding``), flip, colour jitter,
+    [RandAugment], [random erasing]."""
+    ops: list = [_crop(config)]
     if config.hflip > 0:
         ops.append(v2.RandomHorizontalFlip(config.hflip))
     if config.color_jitter > 0:
@@ -33,9 +35,18 @@ def augmentation(config: TrainConfig) -> v2.Compose:
     return v2.Compose(ops)
 
 
+def _crop(config: TrainConfig) -> v2.Transform:
+    """RandomCrop(size, padding) when ``crop_padding`` > 0 (zero padding, CIFAR style), else RandomResizedCrop."""
+    if config.crop_padding > 0:
+        return v2.Compose([v2.Resize(config.input_size, interpolation=_MODES[config.interpolation], antialias=True),
+                           v2.RandomCrop(config.input_size, padding=config.crop_padding)])
+    return v2.RandomResizedCrop(config.input_size, scale=tuple(config.rrc_scale),
+                                interpolation=_MODES[config.interpolation], antialias=True)
+
+
 def _randaugment(spec: str) -> v2.RandAugment:
     """timm-style 'rand-m9-mstd0.5-inc1' -> torchvision RandAugment(magnitude 9, 2 ops); mstd/inc are approximated."""
-    parts = dict((p[0], p[1:]) for p in spec.split("-")[1:] if p and p[0] in "mn")
+    parts = dict(re.match(r"([a-z]+)(.*)", p).groups() for p in spec.split("-")[1:] if re.match(r"[a-z]", p))
     return v2.RandAugment(num_ops=int(parts.get("n", 2)), magnitude=int(parts.get("m", 9)))
 
 

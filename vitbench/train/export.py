@@ -6,6 +6,7 @@ from pathlib import Path
 
 from vitbench.train.config import TrainConfig
 from vitbench.zoo.register import append_entry, prepare, source_for
+from vitbench.zoo.sources import sha256_file
 from vitbench.zoo.schema import (EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry,
                                  user_zoo_path)
 
@@ -14,7 +15,8 @@ def zoo_entry(name: str, config: TrainConfig, weights: Path, *, num_classes: int
               epoch_weights: list[tuple[int, Path]] = (), base=None) -> ZooEntry:
     """The entry for a trained model (arch and preprocessing from the config, or from the init entry)."""
     threat = ThreatSpec(config.attack_norm, config.attack_eps) if config.attack_eps > 0 else None
-    checkpoints = tuple(EpochCheckpoint(epoch=e, source=source_for(str(p), zoo_file)) for e, p in epoch_weights)
+    checkpoints = tuple(EpochCheckpoint(epoch=e, source=source_for(str(p), zoo_file), sha256=sha256_file(p))
+                        for e, p in epoch_weights)
     provenance = Provenance(recipe=config.recipe, config=config.to_dict(),
                             notes=f"trained by vitbench train {config.recipe}")
     if base is not None:  # fine-tuned from a zoo entry: same architecture and input pipeline

@@ -33,12 +33,12 @@ class TrainResult:
     epoch_weights: list[tuple[int, Path]]
 
 
-def build_model(config: TrainConfig, num_classes: int, device: torch.device) -> RobustModel:
-    """A fresh network (or the zoo entry ``config.init``) wrapped to take [0, 1] input."""
+def build_model(config: TrainConfig, num_classes: int, device: torch.device, zoo: str | None = None) -> RobustModel:
+    """A fresh network (or the zoo entry ``config.init``, looked up in ``zoo``) wrapped to take [0, 1] input."""
     if config.init:
         from vitbench.zoo.load import load_model
         from vitbench.zoo.schema import load_zoo
-        model = load_model(load_zoo().get(config.init), device="cpu").model
+        model = load_model(load_zoo(zoo).get(config.init), device="cpu").model
         if model.num_classes != num_classes:
             model.net.reset_classifier(num_classes)
             model.num_classes = num_classes
@@ -80,8 +80,12 @@ def evaluate(model, val, config: TrainConfig, device) -> dict:
 
 
 def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool = False,
-          workers: int = 0) -> TrainResult:
-    """Train with ``config.recipe``; writes out/last.pt every epoch and out/model.safetensors at the end."""
+          workers: int = 0, zoo: str | None = None) -> TrainResult:
+    """Train with ``config.recipe``; writes out/last.pt every epoch and out/model.safetensors at the end.
+
+    Under torchrun every rank trains its share of each batch (DDP; gloo on CPU, nccl on GPU); rank 0 evaluates,
+    logs sums over all ranks and writes the checkpoints. ``zoo`` is the user zoo file ``config.init`` is read from.
+    """
     rank, world = dist_world()
     dev = resolve_device(device)
     torch.manual_seed(config.seed + rank)
@@ -96,7 +100,7 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
     steps_per_epoch = len(loader)
 
     # model, recipe state, optimiser
-    model = build_model(config, num_classes, dev)
+    model = build_model(config, num_classes, dev, zoo)
     recipe.check(model, config)
     state = recipe.setup(model, config, dev)
     optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
@@ -138,6 +142,7 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
             correct += (result.logits.argmax(1) == y).sum().item()
             loss_sum += result.loss.item() * len(y)
             logs.update(result.logs)
+        seen, correct, loss_sum = _sum_over_ranks(seen, correct, loss_sum, dev, world)
         record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                   "lr": optimizer.param_groups[0]["lr"], "eps": recipe.train_eps(epoch, config), **logs}
         if rank == 0:
@@ -147,8 +152,9 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
             _log_epoch(out, record, config)
             checkpoint.save(out, epoch=epoch, config=config, model_state=model.state_dict(),
                             optim_state=optimizer.state_dict(), recipe_state=_recipe_state(state), step=step)
-            if config.keep_epoch_checkpoints:
-                epoch_weights.append((epoch, export_weights(model, out / "epochs" / f"epoch_{epoch:03d}.safetensors")))
+            done = epoch + 1
+            if config.keep_epoch_checkpoints and (done % config.checkpoint_every == 0 or done == config.epochs):
+                epoch_weights.append((done, export_weights(model, out / "epochs" / f"epoch_{done:03d}.safetensors")))
     if config.keep_epoch_checkpoints:
         epoch_weights = sorted((int(p.stem.split("_")[1]), p) for p in (out / "epochs").glob("epoch_*.safetensors"))
     weights = export_weights(model, out / "model.safetensors") if rank == 0 else out / "model.safetensors"
@@ -171,6 +177,16 @@ def _maybe_ddp(model, dev, world):
         return model
     from torch.nn.parallel import DistributedDataParallel
     return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def _sum_over_ranks(seen: int, correct: int, loss_sum: float, dev: torch.device, world: int):
+    """Per-epoch counts summed over DDP ranks (identity in one process)."""
+    if world <= 1:
+        return seen, correct, loss_sum
+    import torch.distributed as dist
+    sums = torch.tensor([seen, correct, loss_sum], dtype=torch.float64, device=dev)
+    dist.all_reduce(sums)
+    return int(sums[0]), int(sums[1]), float(sums[2])
 
 
 def _bar(loader, epoch: int, config: TrainConfig, rank: int):

@@ -1,11 +1,8 @@
 """Recipes: each supplies the training loss (and optional hooks) to the shared loop in loop.py.
 
-standard      cross-entropy on clean inputs.
-light-recipe  Debenedetti et al. 2023: PGD training attack (uniform start, alpha = 1.5 eps_final / steps, eps
-              warm-up by epoch, attack model mode recorded), loss on adversarial logits only with label
-              smoothing; light augmentation, AdamW with 1-D parameters exempt from decay (configs/light-recipe.yaml).
-canonical-recipe  the same attack with the canonical DeiT recipe (RandAugment, MixUp, CutMix, random erasing,
-              weight decay 0.05): the paper's ablation baseline.
+The base :class:`Recipe` (``standard``: cross-entropy on clean inputs) lives here; every other module of this
+package defines recipes and registers them with :func:`register_recipe` (light.py: the light recipe and its
+canonical-recipe ablation).
 """
 
 from __future__ import annotations
@@ -17,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench.train.attack import training_attack
 from vitbench.train.config import TrainConfig
-from vitbench.train.optim import eps_at
 
 
 @dataclass
@@ -58,34 +53,28 @@ class Recipe:
         """Called after loss.backward(), before the optimiser step."""
 
 
-class LightRecipe(Recipe):
-    name = "light-recipe"
-    summary = "adversarial training for ViTs (Debenedetti et al. 2023): 1-2 step PGD, eps warm-up, wd 0.5, light aug"
-
-    def train_eps(self, epoch: int, config: TrainConfig) -> float:
-        return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
-
-    def loss(self, model, x, target, epoch, config, state) -> StepOutput:
-        eps = self.train_eps(epoch, config)
-        alpha = config.attack_alpha_factor * config.attack_eps / max(config.attack_steps, 1)
-        attacked = getattr(model, "module", model)  # attack the bare model: no DDP gradient sync
-        x_adv = training_attack(attacked, x, target, norm=config.attack_norm, eps=eps, steps=config.attack_steps,
-                                alpha=alpha, mode=config.attack_mode)
-        logits = model(x_adv)
-        return StepOutput(F.cross_entropy(logits, target, label_smoothing=config.label_smoothing), logits,
-                          {"eps": eps})
+RECIPES: dict[str, Recipe] = {"standard": Recipe()}
 
 
-class CanonicalRecipe(LightRecipe):
-    name = "canonical-recipe"
-    summary = "the light recipe's attack with the canonical DeiT recipe (heavy augmentation, wd 0.05): the ablation"
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator: add a recipe to the registry under its ``name``."""
+    RECIPES[cls.name] = cls()
+    return cls
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (Recipe(), LightRecipe(), CanonicalRecipe())}
+def recipes() -> dict[str, Recipe]:
+    """All recipes (importing every module of this package once)."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"vitbench.train.recipes.{info.name}")
+    return dict(RECIPES)
 
 
 def get_recipe(name: str) -> Recipe:
     from vitbench.errors import unknown
-    if name not in RECIPES:
-        raise unknown("recipe", name, RECIPES)
-    return RECIPES[name]
+    registry = recipes()
+    if name not in registry:
+        raise unknown("recipe", name, registry)
+    return registry[name]

@@ -1,0 +1,114 @@
+"""TRADES fine-tuning (Zhang et al. 2019) as the light-recipe paper uses it on CIFAR (methods.md A).
+
+Inner attack (model in ``attack_mode``, eval by default as in the authors' code): L-inf PGD with a uniform start in
+[-eps, eps] that maximises
+
+    KL(f(x) || f(x_adv)) = sum_k p_k(x) (log p_k(x) - log p_k(x_adv)),   p = softmax(logits), p(x) held fixed
+
+with sign-gradient steps of size alpha = attack_alpha_factor * eps / attack_steps; projection onto the eps-ball
+and [0, 1]. The paper's alpha 1.2/255 at eps 8/255 with PGD-10 is 0.15 eps, i.e. attack_alpha_factor 1.5 with
+attack_steps 10 (the defaults in configs/trades.yaml). Outer loss, on one (2B) batch in train mode:
+
+    L = CE(f(x), y) + beta * KL(f(x) || f(x_adv))      (KL averaged over the batch; gradient through both terms)
+
+Schedule and augmentation (configs/trades.yaml): AdamW wd 0.5 (1-D parameters exempt), cosine with 5 warm-up
+epochs, 20 epochs, RandomCrop(32, pad 4) (``crop_padding``) and ColorJitter 0.25. Not published, chosen here: the
+fine-tuning lr (5e-4 peak, 1e-6 floor) and, on digits, no horizontal flip (the paper's CIFAR recipe flips; a
+flipped digit is another glyph). Start from a zoo entry with ``init: NAME`` (``--init NAME``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vitbench import _config
+from vitbench.attacks.pgd import project, random_start
+from vitbench.errors import ConfigError
+from vitbench.train.config import TrainConfig
+from vitbench.train.optim import eps_at
+from vitbench.train.recipes import Recipe, StepOutput, register_recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TradesArgs:
+    """``recipe_args`` of the trades recipe (values in configs/trades.yaml)."""
+
+    beta: float         # weight of the KL robustness term (paper: 6)
+
+    def __post_init__(self) -> None:
+        if self.beta < 0:
+            raise ValueError("beta must be >= 0")
+
+
+def trades_args(config: TrainConfig) -> TradesArgs:
+    return _config.build(TradesArgs, config.recipe_args, f"train {config.recipe} config: recipe_args")
+
+
+def kl_clean_adv(logits_clean: torch.Tensor, logits_adv: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
+    """KL(softmax(logits_clean) || softmax(logits_adv)); logits (B, K)."""
+    return F.kl_div(F.log_softmax(logits_adv, dim=1), F.log_softmax(logits_clean, dim=1), reduction=reduction,
+                    log_target=True)
+
+
+def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, steps: int, alpha: float, mode: str
+                  ) -> torch.Tensor:
+    """x_adv maximising KL(f(x) || f(x_adv)) by L-inf PGD from a uniform start; x (B, 3, H, W) in [0, 1].
+
+    The model is put in ``mode`` ("eval" or "train") for the attack and restored; its parameters get no gradient.
+    """
+    if eps <= 0 or steps <= 0:
+        return x.detach()
+    was_training = model.training
+    model.train(mode == "train")
+    with torch.no_grad():
+        clean = model(x).float()                                        # (B, K), fixed target distribution
+    delta = random_start(tuple(x.shape), norm="linf", eps=eps, device=x.device)
+    delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)
+    for _ in range(steps):
+        loss = kl_clean_adv(clean, model(x + delta).float(), reduction="sum")
+        grad = torch.autograd.grad(loss, delta)[0]
+        with torch.no_grad():
+            delta = project(delta + alpha * grad.sign(), norm="linf", eps=eps)
+            delta = (x + delta).clamp(0, 1) - x
+        delta.requires_grad_(True)
+    model.train(was_training)
+    return (x + delta).detach()
+
+
+@register_recipe
+class TradesRecipe(Recipe):
+    name = "trades"
+    summary = "TRADES fine-tuning: CE(f(x), y) + beta KL(f(x) || f(x_adv)), PGD-10 on the KL (light-recipe paper)"
+
+    def check(self, model: nn.Module, config: TrainConfig) -> None:
+        trades_args(config)
+        if config.attack_norm != "linf":
+            raise ConfigError(f"train {config.recipe} config: attack_norm {config.attack_norm} is not supported "
+                              "(the TRADES inner attack is L-inf): set attack_norm=linf")
+        if config.init is None:
+            log.warning("trades is a fine-tuning recipe and no init entry is set: training from scratch")
+
+    def setup(self, model: nn.Module, config: TrainConfig, device: torch.device) -> dict:
+        return {"args": trades_args(config)}
+
+    def train_eps(self, epoch: int, config: TrainConfig) -> float:
+        return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
+
+    def loss(self, model, x, target, epoch, config, state) -> StepOutput:
+        beta = state["args"].beta
+        eps = self.train_eps(epoch, config)
+        alpha = config.attack_alpha_factor * config.attack_eps / max(config.attack_steps, 1)
+        attacked = getattr(model, "module", model)  # attack the bare model: no DDP gradient sync
+        x_adv = trades_attack(attacked, x, eps=eps, steps=config.attack_steps, alpha=alpha, mode=config.attack_mode)
+        logits = model(torch.cat([x, x_adv])).float()                    # (2B, K): one forward, one DDP sync
+        clean, adv = logits[:len(x)], logits[len(x):]
+        natural = F.cross_entropy(clean, target, label_smoothing=config.label_smoothing)
+        robust = kl_clean_adv(clean, adv)
+        return StepOutput(natural + beta * robust, adv, {"kl": float(robust.detach()), "eps": eps})
