@@ -28,7 +28,7 @@ def norm_type(text: str) -> str:
 
 
 def add_threat_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--norm", type=norm_type, help="linf or l2 (default: the preset's, else the model's)")
+    parser.add_argument("--norm", type=norm_type, help="linf or l2 (default: the preset's, else the model's, else linf)")
     parser.add_argument("--eps", type=eps_type, help="radius as a float or fraction, e.g. 4/255 or 0.5")
 
 

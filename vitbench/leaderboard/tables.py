@@ -4,7 +4,7 @@ A row is one model under one evaluation setup: (model, dataset, number of exampl
 model of a row comes from its AutoAttack runs; runs without a single threat model (clean, PGD sweeps, later the
 corruption suites) join every row of the same model, dataset and example count. For each column the latest run
 wins. Rows are sorted by the headline metric (AutoAttack when present, else the row's first robust column, else
-clean accuracy).
+clean accuracy); rows whose headlines are different metrics are never ranked against each other.
 """
 
 from __future__ import annotations
@@ -136,8 +136,11 @@ def _cross_checks(row: Row) -> list[str]:
 
 
 def _sort_key(row: Row):
+    """Group by label space and example count; rows ranked by the same kind of headline (AutoAttack, another
+    robust metric, clean accuracy) come together, best first."""
     head = row.headline
-    return (row.label_space, -row.n_examples, -(head.value if head else -1.0), row.model)
+    kind = 3 if head is None else (0 if head.headline else (2 if head.label == "Clean" else 1))
+    return (row.label_space, -row.n_examples, kind, -(head.value if head else 0.0), row.model)
 
 
 # -- rendering -------------------------------------------------------------------------------------------------

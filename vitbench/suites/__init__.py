@@ -14,6 +14,7 @@ from vitbench.errors import ConfigError, unknown
 from vitbench.paths import package_file
 
 PRESET_DIR = package_file("suites", "presets")
+DEFAULT_NORM = "linf"
 _REGISTRY: dict[str, Any] = {}
 _LOADED: list[bool] = []
 
@@ -95,10 +96,10 @@ def preset_from_suites(names: str) -> Preset:
 
 def resolve(item: PresetItem, *, overrides: dict, default_threat: tuple[str, float] | None, where: str,
             dataset: Any = None):
-    """Build a suite's frozen config: preset values, then CLI overrides, then the model's threat model.
+    """Build a suite's frozen config: CLI overrides over preset values, then the model's threat model.
 
-    ``overrides`` (from --norm/--eps) apply to configs that have those fields; an ``eps`` still unset is taken
-    from the model's zoo threat model.
+    ``overrides`` (from --norm/--eps) apply to configs that have those fields; a norm or eps still unset is taken
+    from the model's zoo threat model; an eps with no norm from anywhere means L-inf.
     """
     suite = get_suite(item.suite)
     fields = {f.name for f in dataclasses.fields(suite.Config)}
@@ -111,6 +112,8 @@ def resolve(item: PresetItem, *, overrides: dict, default_threat: tuple[str, flo
             raw["norm"] = default_threat[0]
         if "eps" in fields and raw.get("eps") is None:
             raw["eps"] = default_threat[1]
+    if "norm" in fields and raw.get("norm") is None and raw.get("eps") is not None:
+        raw["norm"] = DEFAULT_NORM  # an eps with no norm anywhere: the usual L-inf
     if dataset is not None:
         raw = suite.configure(raw, dataset)
     return _config.build(suite.Config, raw, f"{where}: suite {item.suite}")

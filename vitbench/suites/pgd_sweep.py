@@ -131,8 +131,9 @@ class PGDSweepSuite(Suite):
             if any(b > a + 1e-12 for a, b in zip(accs, accs[1:])):
                 flags.append("accuracy-rises-with-eps")
             for ei in range(len(config.eps) - 1):
-                both = [r["loss"][si] for r in records
-                        if r["robust"][si][ei + 1] and r["loss"][si][ei] is not None and r["loss"][si][ei + 1] is not None]
+                both = [r["loss"][si] for r in records  # samples robust (so attacked) at both eps
+                        if r["robust"][si][ei] and r["robust"][si][ei + 1]
+                        and r["loss"][si][ei] is not None and r["loss"][si][ei + 1] is not None]
                 if both and sum(b[ei + 1] - b[ei] for b in both) / len(both) < -LOSS_TOLERANCE:
                     flags.append("loss-falls-with-eps")
                     break
