@@ -28,6 +28,7 @@ class ProbeSuite(Suite):
 
     name = "test_probe"
     Config = ProbeConfig
+    summary = "test-only suite: chunk seeds and interruptions"
 
     def run(self, model, chunk, config, ctx):
         CALLS.append((chunk.index, ctx.batch_size))

@@ -196,7 +196,8 @@ class Engine:
         keyed = {k: v for k, v in config.items() if k != "n_examples"}
         info = {"model": entry.name, "model_fingerprint": fp, "weights_sha256": sha, "dataset": dataset.spec,
                 "data_fingerprint": dataset.fingerprint, "suite": job.suite, "suite_version": suite.version,
-                "config": keyed, "config_hash": stable_hash(keyed), "seed": self.options.seed,
+                "config": keyed, "config_hash": stable_hash([keyed, suite.key_facts(job.config, entry)]),
+                "seed": self.options.seed,
                 "chunk_size": self.options.chunk_size}
         key = stable_hash({k: v for k, v in info.items() if k not in ("model", "dataset", "weights_sha256")}, 32)
         return key, info

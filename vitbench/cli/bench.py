@@ -17,6 +17,8 @@ def add_parser(sub, parent) -> None:
 def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True) -> None:
     if models:
         p.add_argument("models", nargs="+", metavar="NAME", help="zoo entry names")
+        p.add_argument("--checkpoints", action="store_true",
+                       help="also evaluate each epoch checkpoint the entries list (as NAME+eEPOCH)")
     p.add_argument("--data", required=models, help="dataset spec, e.g. digits or imagenet-val:/data/val?subset=robustbench-5000")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--preset", help="battery preset name or YAML file (default: standard)")
@@ -89,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     from vitbench.suites import load_preset, preset_from_suites
     zoo = load_zoo(args)
     entries = [zoo.get(name) for name in args.models]
+    if args.checkpoints:
+        from vitbench.zoo.epochs import expand_checkpoints
+        entries = [e for entry in entries for e in (*expand_checkpoints(entry), entry)]
     preset = preset_from_suites(args.suite) if args.suite else load_preset(args.preset or "standard")
     results = execute(args, entries, preset)
     if results:

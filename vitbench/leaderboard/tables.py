@@ -14,7 +14,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tabulate import tabulate
 
@@ -91,21 +91,35 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
         _add(row, run, suite.columns(config, metrics))
     floating.sort(key=lambda t: (t[1].aux, t[0].suite == "clean"))
     for run, suite, config, metrics in floating:
-        if suite.aux:  # corruption / shift / perturbation numbers describe the model on its label space
-            targets = [row for row in rows.values() if (row.model, row.label_space) == (run.model, run.label_space)]
-        else:
-            targets = [row for (m, fp, n, _), row in rows.items()
-                       if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
+        targets = _targets(rows, run, suite)
         if not targets:
             row = Row(run.model, run.dataset, run.label_space, run.n_examples, None)
             rows[(run.model, run.data_fingerprint, run.n_examples, None)] = row
             targets = [row]
         for row in targets:
-            _add(row, run, suite.columns(config, metrics))
+            _add(row, run, _labelled(suite.columns(config, metrics), run, row))
     out = [r for r in rows.values() if _threat_matches(r, norm, eps)]
     for row in out:
         row.flags += [f for f in _cross_checks(row) if f not in row.flags]
     return sorted(out, key=_sort_key)
+
+
+def _targets(rows: dict, run: RunRow, suite) -> list[Row]:
+    """The rows a run without its own threat model joins: those of the same model, data and example count; else
+    those of the same model and data (any count); for corruption / shift / perturbation suites, every row of the
+    model on that label space."""
+    if suite.aux:
+        return [row for row in rows.values() if (row.model, row.label_space) == (run.model, run.label_space)]
+    exact = [row for (m, fp, n, _), row in rows.items() if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
+    return exact or [row for (m, fp, _, _), row in rows.items() if (m, fp) == (run.model, run.data_fingerprint)]
+
+
+def _labelled(columns: Sequence[Column], run: RunRow, row: Row) -> list[Column]:
+    """Columns measured on another example count than the row's say so: "Semantic score ... [n=100]"."""
+    if run.n_examples == row.n_examples:
+        return list(columns)
+    return [replace(c, label=f"{c.label} [n={run.n_examples}]") for c in columns
+            if c.label != "Clean"]  # clean accuracy of a capped run is not the row's clean accuracy
 
 
 def _add(row: Row, run: RunRow, columns: Sequence[Column]) -> None:
@@ -164,8 +178,13 @@ def _natural(label: str) -> tuple:
     return tuple(key)
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None or value != value else f"{100 * value:.2f}"
+GROUPS = ((0, 50, "Adversarial robustness"), (50, 70, "Distribution shift"), (70, 1000, "Analyses"))
+
+
+def _cell(col: Column | None) -> str:
+    if col is None or col.value != col.value:
+        return ""
+    return f"{100 * col.value:.2f}" if col.percent else f"{col.value:.4f}"
 
 
 def to_records(rows: Sequence[Row]) -> list[dict]:
@@ -177,26 +196,41 @@ def to_records(rows: Sequence[Row]) -> list[dict]:
             for i, r in enumerate(rows)]
 
 
+def _table(rows: Sequence[Row], labels: Sequence[str]) -> tuple[list[str], list[list]]:
+    percent = {lab: next(r.cells[lab].percent for r in rows if lab in r.cells) for lab in labels}
+    header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if percent[lab] else lab for lab in labels]
+    body = [[i + 1, row.model, row.dataset, row.n_examples, row.threat_label()]
+            + [_cell(row.cells.get(lab)) for lab in labels] for i, row in enumerate(rows)]
+    return header, body
+
+
 def render(rows: Sequence[Row], fmt: str = "md", *, title: str | None = None) -> str:
-    """Render rows; accuracies in percent, each table grouped by dataset and example count."""
+    """Render rows; accuracies in percent. Markdown splits the columns into topic tables (adversarial robustness,
+    distribution shift, analyses) that share the row order; CSV and LaTeX give one table."""
     if fmt == "json":
         return json.dumps(to_records(rows), indent=2)
     labels = column_order(rows)
-    header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if not lab.startswith("ECE") else lab
-                                                      for lab in labels] + ["flags"]
-    body = []
-    for i, row in enumerate(rows):
-        cells = [row.cells.get(lab) for lab in labels]
-        body.append([i + 1, row.model, row.dataset, row.n_examples, row.threat_label()]
-                    + [("" if c is None else (f"{c.value:.4f}" if lab.startswith("ECE") else _pct(c.value)))
-                       for lab, c in zip(labels, cells)]
-                    + [", ".join(row.flags)])
     if fmt == "csv":
+        header, body = _table(rows, labels)
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(body)
+        writer.writerow(header + ["flags"])
+        writer.writerows(line + [", ".join(row.flags)] for line, row in zip(body, rows))
         return buf.getvalue()
-    table = tabulate(body, headers=header, tablefmt="github" if fmt == "md" else "latex_booktabs",
-                     disable_numparse=True)
-    return f"{title}\n\n{table}" if title and fmt == "md" else table
+    if fmt == "latex":
+        header, body = _table(rows, labels)
+        return tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
+    rank = {lab: next(r.cells[lab].rank for r in rows if lab in r.cells) for lab in labels}
+    parts = [title] if title else []
+    for lo, hi, name in GROUPS:
+        group = [lab for lab in labels if lo <= rank[lab] < hi]
+        if not group:
+            continue
+        header, body = _table(rows, group)
+        if lo == 0:
+            header.append("flags")
+            for line, row in zip(body, rows):
+                line.append(", ".join(row.flags))
+        table = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
+        parts.append(f"{name}\n\n{table}" if lo > 0 or len(labels) != len(group) else table)
+    return "\n\n".join(parts)

@@ -68,8 +68,9 @@ class Column:
     label: str
     value: float
     higher_is_better: bool = True
-    rank: int = 50   # position among columns (lower = further left)
+    rank: int = 50   # position: < 50 adversarial robustness, 50-69 distribution shift, >= 70 analyses
     headline: bool = False
+    percent: bool = True  # a fraction shown in percent (False: shown as is, e.g. ECE, top-5 distance)
 
 
 class Suite(ABC):
@@ -85,6 +86,11 @@ class Suite(ABC):
     aux: ClassVar[bool] = False
     #: True for suites that evaluate frame sequences (datasets whose load() gives (B, T, 3, S, S))
     accepts_sequences: ClassVar[bool] = False
+
+    def key_facts(self, config: Any, entry: Any) -> dict:
+        """Facts beyond the config that decide per-sample results (e.g. other models' weights); they join the
+        evaluation key so that a change forces recomputation. Default: none."""
+        return {}
 
     def configure(self, raw: dict, dataset: Any) -> dict:
         """Fill config values that follow from the dataset (before validation); default: unchanged."""

@@ -92,5 +92,5 @@ class CleanSuite(Suite):
         cols = [Column("Clean", metrics["accuracy"].value, rank=10)]
         if "top5_accuracy" in metrics:
             cols.append(Column("Clean top-5", metrics["top5_accuracy"].value, rank=11))
-        cols.append(Column("ECE", metrics["ece"].value, higher_is_better=False, rank=12))
+        cols.append(Column("ECE", metrics["ece"].value, higher_is_better=False, rank=12, percent=False))
         return cols

@@ -57,4 +57,4 @@ class NaturalShiftSuite(Suite):
     def columns(self, config: NaturalShiftConfig, metrics) -> list[Column]:
         label = BENCHMARKS[config.benchmark]
         return [Column(label, metrics["accuracy"].value, rank=55 if label == "IN-A" else 56),
-                Column(f"{label} ECE", metrics["ece"].value, higher_is_better=False, rank=57)]
+                Column(f"{label} ECE", metrics["ece"].value, higher_is_better=False, rank=57, percent=False)]

@@ -170,10 +170,12 @@ class PerturbationsSuite(Suite):
         cols = []
         if "mfr" in metrics:
             cols += [Column(f"mFR{config.label}", metrics["mfr"].value, higher_is_better=False, rank=62),
-                     Column(f"mT5D{config.label}", metrics["mt5d_normalised"].value, higher_is_better=False, rank=63)]
+                     Column(f"mT5D{config.label}", metrics["mt5d_normalised"].value, higher_is_better=False,
+                            rank=63)]
         if "mfp" in metrics:
             cols += [Column(f"FP{config.label}", metrics["mfp"].value, higher_is_better=False, rank=64),
-                     Column(f"T5D{config.label}", metrics["mt5d"].value, higher_is_better=False, rank=65)]
+                     Column(f"T5D{config.label}", metrics["mt5d"].value, higher_is_better=False, rank=65,
+                            percent=False)]
         return cols
 
     def plots(self, runs, out_dir) -> list:
