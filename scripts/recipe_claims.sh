@@ -26,6 +26,7 @@ touch "$ZOO"
 
 VIT=(--arch vit_tiny_patch16_224 --arch-arg img_size=32 --arch-arg patch_size=8 --arch-arg depth=4
      --arch-arg embed_dim=64 --arch-arg num_heads=4)                       # digits-vit.standard's architecture
+DIGITS_AUG=(--set 'rrc_scale=[0.8,1.0]' --set color_jitter=0)               # the bundled zoo's digits augmentation
 FINETUNE=(--init digits-vit.standard --epochs 10)                            # (b), (c) and their control
 
 has_suite() { "$VB" list suites | grep -q "^$1 "; }
@@ -34,7 +35,7 @@ if [[ $PART == a || $PART == all ]]; then
   # the configs as they are (60 epochs, eps warm-up over 20, eps 0.1, 1-step PGD); they differ only where the
   # paper's ablation does: heavy augmentation (RandAugment, MixUp, CutMix, random erasing) and wd 0.05 vs 0.5
   for recipe in light-recipe canonical-recipe; do
-    "$VB" train "$recipe" --zoo "$ZOO" "${VIT[@]}" \
+    "$VB" train "$recipe" --zoo "$ZOO" "${VIT[@]}" "${DIGITS_AUG[@]}" \
       --out "$SCRATCH/runs/$recipe" --register "claims-vit.$recipe" --resume --force
   done
   "$VB" bench claims-vit.light-recipe claims-vit.canonical-recipe --zoo "$ZOO" --data digits --preset demo \

@@ -100,3 +100,19 @@ def subprocess_env(**extra: str) -> dict:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+def train_interrupted_then_resumed(config, out, monkeypatch):
+    """Train, stop (as Ctrl-C would) right after the first epoch's checkpoint, then resume; returns the result."""
+    from vitbench.train import checkpoint as ck
+    from vitbench.train.loop import train
+    real_save = ck.save
+
+    def save_then_stop(path, **kw):
+        real_save(path, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ck, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out=out, device="cpu")
+    monkeypatch.setattr(ck, "save", real_save)
+    return train(config, out=out, device="cpu", resume=True)

@@ -25,13 +25,6 @@ from conftest import save_tiny_vit, tiny_zoo_text
 SUITE = get_suite("attack_effectiveness")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(**kw):

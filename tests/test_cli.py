@@ -116,3 +116,18 @@ def test_console_script_end_to_end(tmp_path):
     bad = subprocess.run(vitbench_exe() + ["bench", "nope", "--data", "digits"], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+def test_leaderboard_plots_every_suite_present(cli, tmp_path):
+    """--plot writes each stored suite's PNGs (real images, non-trivial size)."""
+    from PIL import Image
+    res = cli("bench", "digits-resnet.light", "digits-vit.light", "--data", "digits", "--suite",
+              "pgd_sweep,corruptions,patch_sensitivity,semantic", "--eps", "0.1", "--n-examples", "10")
+    assert res.code == 0, res
+    out = tmp_path / "plots"
+    assert cli("leaderboard", "--data", "digits", "--plot", out).code == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert {"robustness_vs_eps.png", "corruptions_accuracy_vs_severity.png", "semantic_scores.png"} <= set(names)
+    for path in out.glob("*.png"):
+        with Image.open(path) as img:
+            assert img.size[0] > 300 and img.size[1] > 200

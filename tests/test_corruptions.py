@@ -23,13 +23,6 @@ QUANTISED = ("snow", "spatter")
 EXACT = {"pixelate": 1e-6}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """32 px batches are too small to share: one thread avoids the pool's wake-ups on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def natural(b: int, size: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -13,10 +13,6 @@ from vitbench.train.recipes.nullspace import TokenNoise, nullspace_args, synthes
 from vitbench.zoo.wrapper import RobustModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread(isolated_home):
-    """Tiny models gain nothing from intra-op threads; on a shared 2-core machine 2 threads run ~10x slower."""
-    torch.set_num_threads(1)
 
 
 def _vit(patch: int, dim: int, seed: int = 0) -> RobustModel:

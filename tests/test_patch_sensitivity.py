@@ -27,13 +27,6 @@ from conftest import TINY_VIT_ARGS
 SUITE = get_suite("patch_sensitivity")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _wrap(net: nn.Module) -> RobustModel:

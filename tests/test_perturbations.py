@@ -16,13 +16,6 @@ RANDOM = ("gaussian_noise", "shot_noise", "speckle_noise", "snow", "spatter")
 CASES = [(n, t) for n in P.ALL_PERTURBATIONS for t in P.SEQUENCE_TABLES]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """32 px batches are too small to share: one thread avoids the pool's wake-ups on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def natural(b: int, size: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -10,11 +10,8 @@ from vitbench.train.loop import train
 from vitbench.train.recipes import get_recipe
 from vitbench.train.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
 from vitbench.zoo.wrapper import RobustModel
+from conftest import train_interrupted_then_resumed
 
-@pytest.fixture(autouse=True)
-def one_thread(isolated_home):
-    """Tiny models gain nothing from intra-op threads; on a shared 2-core machine 2 threads run ~10x slower."""
-    torch.set_num_threads(1)
 
 
 TINY = {"arch": "vit_tiny_patch16_224",
@@ -117,17 +114,7 @@ def test_rspc_trains_and_resumes_exactly_with_the_corruptor_state(tmp_path, monk
     full = train(config, out=tmp_path / "full", device="cpu")
     saved = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     assert set(saved["recipe"]) == {"corruptor", "corruptor_opt"} and saved["recipe"]["corruptor_opt"]["state"]
-    from vitbench.train import checkpoint as ck
-    real_save = ck.save
-
-    def save_then_stop(out, **kw):
-        real_save(out, **kw)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(ck, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, out=tmp_path / "cut", device="cpu")
-    monkeypatch.setattr(ck, "save", real_save)
-    resumed = train(config, out=tmp_path / "cut", device="cpu", resume=True)
+    resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     again = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["recipe"]["corruptor"]

@@ -16,10 +16,6 @@ from vitbench.train.recipes.trades import kl_clean_adv, trades_attack
 from vitbench.zoo.wrapper import RobustModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread(isolated_home):
-    """Tiny models gain nothing from intra-op threads; on a shared 2-core machine 2 threads run ~10x slower."""
-    torch.set_num_threads(1)
 
 
 def _vit(seed: int = 0) -> RobustModel:

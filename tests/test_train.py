@@ -10,6 +10,7 @@ from vitbench.errors import ConfigError
 from vitbench.train.config import load_config
 from vitbench.train.loop import train
 from vitbench.train.optim import eps_at, lr_at, param_groups
+from conftest import train_interrupted_then_resumed
 
 TINY = {"arch": "vit_tiny_patch16_224", "epochs": 2, "batch_size": 64,
         "arch_args": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}}
@@ -49,18 +50,7 @@ def _config(recipe="standard", **kw):
 def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     config = _config("light-recipe", epochs=3, eps_warmup_epochs=1)
     full = train(config, out=tmp_path / "full", device="cpu")
-    # interrupt after the first epoch's checkpoint, then resume
-    from vitbench.train import checkpoint as ck
-    real_save = ck.save
-
-    def save_then_stop(out, **kw):
-        real_save(out, **kw)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(ck, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, out=tmp_path / "cut", device="cpu")
-    monkeypatch.setattr(ck, "save", real_save)
-    resumed = train(config, out=tmp_path / "cut", device="cpu", resume=True)
+    resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]

@@ -12,11 +12,20 @@ from pathlib import Path
 from vitbench.store import RunRow
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig, out: Path, *, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Lay out (inside ``rect``, leaving room for a figure legend), write as PNG (creating the folder), close."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout(rect=rect)
+    fig.savefig(out)
+    pyplot().close(fig)
+    return out
 
 
 def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
@@ -27,7 +36,7 @@ def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
             latest[run.model] = run
     if not latest:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for model, run in sorted(latest.items()):
         eps = [0.0] + list(run.config["eps"])
@@ -39,11 +48,7 @@ def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _latest_by_model(runs: Sequence[RunRow], suite: str) -> dict[str, RunRow]:
@@ -59,7 +64,7 @@ def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
     latest = _latest_by_model(runs, "corruptions")
     if not latest:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     names = list(next(iter(latest.values())).config["corruptions"])
     cols = 5
     rows = (len(names) + cols - 1) // cols
@@ -79,11 +84,7 @@ def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
     axes[0][0].set_ylabel("accuracy (%)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, rect=(0, 0.06, 1, 1))
 
 
 def flip_probabilities(runs: Sequence[RunRow], out: Path) -> Path | None:
@@ -91,7 +92,7 @@ def flip_probabilities(runs: Sequence[RunRow], out: Path) -> Path | None:
     latest = _latest_by_model(runs, "perturbations")
     if not latest:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted({k.split("/", 1)[1] for run in latest.values() for k in run.metrics if k.startswith("fp/")})
     fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.9), 4), dpi=110)
     width = 0.8 / len(latest)
@@ -103,8 +104,4 @@ def flip_probabilities(runs: Sequence[RunRow], out: Path) -> Path | None:
     ax.set_ylabel("flip probability (%)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -199,8 +199,8 @@ def plot_gap_vs_k(runs: Sequence, out: Path) -> Path | None:
     latest = _latest(runs)
     if not latest:
         return None
-    from vitbench.leaderboard.plots import _pyplot
-    plt = _pyplot()
+    from vitbench.leaderboard.plots import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for (model, norm, eps), run in sorted(latest.items()):
         ks = run.config["steps"]
@@ -214,7 +214,7 @@ def plot_gap_vs_k(runs: Sequence, out: Path) -> Path | None:
     ax.set_ylabel("relative loss gap to the oracle (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(plt, fig, out)
+    return save_figure(fig, out)
 
 
 def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
@@ -227,8 +227,8 @@ def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
             series.setdefault((parent, norm, eps), []).append((epoch, run))
     if not series:
         return None
-    from vitbench.leaderboard.plots import _pyplot
-    plt = _pyplot()
+    from vitbench.leaderboard.plots import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for (parent, norm, eps), points in sorted(series.items()):
         points.sort(key=lambda p: p[0])
@@ -240,12 +240,5 @@ def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
     ax.set_ylabel("relative loss gap to the oracle (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(plt, fig, out)
+    return save_figure(fig, out)
 
-
-def _save(plt, fig, out: Path) -> Path:
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out

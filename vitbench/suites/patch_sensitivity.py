@@ -312,7 +312,7 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
     """Attention stability and representation change per block, one line per model (latest run of each
     (model, config)); models without per-layer metrics (CNNs) are named in the figure, not drawn as zeros."""
     from vitbench import _config
-    from vitbench.leaderboard.plots import _pyplot
+    from vitbench.leaderboard.plots import pyplot, save_figure
     latest = {}
     for run in runs:
         if run.suite == "patch_sensitivity":
@@ -320,7 +320,7 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
     if not latest:
         return None
     several = len({cfg for _, cfg in latest}) > 1
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     skipped = []
     for (model, _), run in sorted(latest.items()):
@@ -342,12 +342,9 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
         if ax.lines:
             ax.legend(fontsize=7)
     if skipped:
-        fig.text(0.01, 0.01, "no per-layer metrics (no transformer blocks): " + ", ".join(skipped), fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+        fig.text(0.01, 0.01, "no per-layer metrics (no transformer blocks): " + ", ".join(sorted(set(skipped))),
+                 fontsize=7)
+    return save_figure(fig, out, rect=(0, 0.04, 1, 1))
 
 
 def _layer_series(metrics: dict, key: str) -> list[float]:

@@ -293,8 +293,8 @@ class SemanticSuite(Suite):
 
 def plot_scores(runs: Sequence, out: Path) -> Path:
     """Semantic score (%) per model: a bar for the panel mean, a dot per panel model."""
-    from vitbench.leaderboard.plots import _pyplot
-    plt = _pyplot()
+    from vitbench.leaderboard.plots import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(runs)), 4), dpi=120)
     runs = sorted(runs, key=lambda r: r.model)
     for i, run in enumerate(runs):
@@ -309,11 +309,7 @@ def plot_scores(runs: Sequence, out: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, title="panel", title_fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_examples(run, out: Path) -> Path | None:
@@ -328,8 +324,8 @@ def plot_examples(run, out: Path) -> Path | None:
         store.close()
     if not examples:
         return None
-    from vitbench.leaderboard.plots import _pyplot
-    plt = _pyplot()
+    from vitbench.leaderboard.plots import pyplot, save_figure
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(examples), figsize=(1.4 * len(examples), 3.2), dpi=120, squeeze=False)
     for j, rec in enumerate(examples):
         axes[0, j].imshow(from_png_base64(rec["image_png"]))
@@ -340,8 +336,4 @@ def plot_examples(run, out: Path) -> Path | None:
             ax.axis("off")
     fig.suptitle(f"{run.model}: images and perturbations ({eps_label(run.config['norm'], run.config['eps'])}); "
                  f"panel predictions below", fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
