@@ -27,7 +27,9 @@ def test_pgd_agrees_without_random_start(norm):
     cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     theirs = cls(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)
     ours = pgd(model, x, y, norm=norm, eps=eps, steps=steps, alpha=alpha, inits=[None], early_stop=False)
-    assert torch.allclose(ours.x_adv, theirs, atol=1e-5)
+    # L2 steps are normalised gradients of a summed (vitbench) or averaged (torchattacks) loss: equal up to float
+    # rounding, which ten normalisations amplify to ~3e-4 at most; L-inf's sign() is exact
+    assert torch.allclose(ours.x_adv, theirs, atol=1e-5 if norm == "linf" else 1e-3)
     with torch.no_grad():
         assert torch.equal(model(theirs).argmax(1) != y, ours.success)
 
