@@ -6,7 +6,7 @@ import argparse
 
 DEMO_MODELS = ("digits-vit.standard", "digits-vit.light", "digits-resnet.standard", "digits-resnet.light")
 DEMO_EPS = 0.1
-DEMO_EXAMPLES = 200
+DEMO_EXAMPLES = 100
 
 
 def add_parser(sub, parent) -> None:
