@@ -112,3 +112,15 @@ def test_parse_zoo_entry_name_key_rejected():
     with pytest.raises(Exception, match="unknown key 'name'"):
         parse_zoo(text, "z.yaml")
 
+
+
+def test_robustbench_source_without_the_extra_names_it(tmp_path):
+    """robustbench is an optional extra (broken on PyPI): its absence is one error naming the extra."""
+    import importlib.util
+    if importlib.util.find_spec("robustbench") is not None:
+        pytest.skip("robustbench is installed")
+    from vitbench.errors import VitbenchError
+    text = tiny_zoo_text("x").replace("weights: {source: x}", "weights: {source: 'robustbench:Standard_R50'}")
+    (tmp_path / "rb.yaml").write_text(text)
+    with pytest.raises(VitbenchError, match=r"optional extra 'robustbench'.*pip install 'vitbench\[robustbench\]'"):
+        load_model(load_zoo(tmp_path / "rb.yaml").get("tiny-vit.test"))
