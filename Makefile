@@ -30,7 +30,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pgd_sweep.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_corruptions.py --threads 1
 
-# Retrain the bundled zoo (about 6 minutes on 2 CPU cores) into vitbench/zoo/weights and model_zoo.yaml.
+# Retrain the bundled zoo into vitbench/zoo/weights and model_zoo.yaml (30 minutes here while other jobs shared
+# the 2 cores).
 # digits-sized light augmentation: random crops of 80-100% of the image, no flips (digits are not symmetric),
 # no colour jitter (grey strokes on black)
 ZOO_ARGS := --zoo vitbench/zoo/model_zoo.yaml --weights-dir vitbench/zoo/weights --force \
