@@ -82,3 +82,27 @@ def test_standard_version_matches_direct():
     ours = run_cascade(make_adversary(model, norm="linf", eps=0.1, version="standard", attacks=None, seed=7,
                                       device="cpu", num_classes=10), x, y, batch_size=16)
     assert torch.allclose(ours.x_adv, x_direct)
+
+
+def test_attack_batch_is_part_of_the_config_not_the_engine(tiny_zoo):
+    """pyautoattack's results depend on its batch: --batch-size must not change them, the config's batch does."""
+    from vitbench.data import open_dataset
+    from vitbench.engine import Engine, Options, SuiteRun
+    from vitbench.store import open_store
+    from vitbench.suites.autoattack import AutoAttackConfig
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    job = SuiteRun("autoattack", AutoAttackConfig(norm="linf", eps=0.01, version="custom", attacks=("apgd-ce",)))
+    small = Engine(open_store(), Options(n_examples=10, device="cpu", batch_size=4))
+    large = Engine(open_store(), Options(n_examples=10, device="cpu", batch_size=64))
+    assert small.key(entry, data, job)[0] == large.key(entry, data, job)[0]
+    other = SuiteRun("autoattack", AutoAttackConfig(norm="linf", eps=0.01, version="custom", attacks=("apgd-ce",),
+                                                    batch_size=5))
+    assert small.key(entry, data, other)[0] != small.key(entry, data, job)[0]
+    assert "attack-batch-reduced" in small.run(entry, data, job).flags
+    assert "attack-batch-reduced" not in large.run(entry, data, other).flags
+
+
+def test_duplicate_attacks_are_refused():
+    from vitbench.suites.autoattack import AutoAttackConfig
+    with pytest.raises(ValueError, match="once"):
+        AutoAttackConfig(norm="linf", eps=0.1, version="custom", attacks=("apgd-ce", "apgd-ce"))

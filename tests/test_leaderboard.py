@@ -105,3 +105,39 @@ def test_card_fields():
     assert set(c) >= {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
                       "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote",
                       "unreliable"}
+
+
+CUSTOM = dict(AA, version="custom", attacks=["apgd-ce", "apgd-t"])
+
+
+def test_headline_is_the_strongest_autoattack_not_the_first_stored():
+    """A reduced (custom) AutoAttack run stored first must not rank the model, compare it or fill its card."""
+    runs = [_run(1, "a", "autoattack", CUSTOM, {"clean_accuracy": 0.9, "robust_accuracy": 0.7}),
+            _run(2, "a", "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.6}),
+            _run(3, "b", "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.65})]
+    rows = build_rows(runs)
+    assert [r.model for r in rows] == ["b", "a"]
+    a = rows[1]
+    assert a.headline.label == "AA Linf 0.1" and a.headline.value == 0.6
+    assert a.cells["AA[APGD-CE+APGD-T] Linf 0.1"].value == 0.7  # still shown, not the headline
+
+
+def test_rows_with_different_headlines_are_ranked_separately():
+    pgd05 = dict(PGD, eps=[0.05])
+    runs = [_run(1, "c", "pgd_sweep", pgd05, {"clean_accuracy": 0.9, "pgd10@0.05": 0.8}),
+            _run(2, "d", "pgd_sweep", dict(PGD, eps=[0.1]), {"clean_accuracy": 0.9, "pgd10@0.1": 0.6}),
+            _run(3, "e", "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.5}),
+            _run(4, "f", "autoattack", dict(AA, eps=0.05), {"clean_accuracy": 0.9, "robust_accuracy": 0.55})]
+    records = json.loads(render(build_rows(runs), "json"))
+    rank = {r["model"]: (r["rank"], r["headline"]) for r in records}
+    assert rank["e"][0] == 1 and rank["f"][0] == 1      # AA at 0.1 and at 0.05: separate rankings
+    assert rank["c"][0] == 1 and rank["d"][0] == 1      # PGD headlines at different eps: separate rankings
+
+
+def test_a_training_split_is_never_compared_with_a_test_leaderboard():
+    aa = {"norm": "linf", "eps": 8 / 255, "version": "standard", "attacks": []}
+    runs = [_run(1, "m", "autoattack", aa, {"clean_accuracy": 0.9, "robust_accuracy": 0.5},
+                 dataset="cifar10:/d?split=train", n=10000, space="cifar10")]
+    with pytest.raises(VitbenchError, match="split train vs the test set"):
+        compare(build_rows(runs), load_reference("robustbench-cifar10"))
+    assert load_reference("robustbench-cifar10").name == "robustbench-cifar10-linf-8"

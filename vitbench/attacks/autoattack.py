@@ -4,8 +4,9 @@ pyautoattack's ``run_standard_evaluation`` returns only the adversarial examples
 each sample, :func:`run_cascade` drives the same attack objects, configured by pyautoattack for the chosen
 version, through the published cascade: a clean pass marks robust points, each attack runs on still-robust
 points in batches of ``batch_size``, and every attack call is seeded exactly as pyautoattack seeds it. Same
-model, data, seed and batch size give the same per-sample outcome as calling pyautoattack directly
-(``tests/test_autoattack.py`` checks it; ``benchmarks/bench_autoattack.py`` times it).
+model, data, seed, batch size and attack hyperparameters give the same per-sample outcome as calling pyautoattack
+directly (``tests/test_autoattack.py`` checks it; ``benchmarks/bench_autoattack.py`` times it). For the custom
+version vitbench sets the standard version's hyperparameters (see :func:`make_adversary`).
 """
 
 from __future__ import annotations

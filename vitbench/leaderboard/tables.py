@@ -4,7 +4,8 @@ A row is one model under one evaluation setup: (model, dataset, number of exampl
 model of a row comes from its AutoAttack runs; runs without a single threat model (clean, PGD sweeps, later the
 corruption suites) join every row of the same model, dataset and example count. For each column the latest run
 wins. Rows are sorted by the headline metric (AutoAttack when present, else the row's first robust column, else
-clean accuracy); rows whose headlines are different metrics are never ranked against each other.
+clean accuracy); rows whose headlines are different metrics (another attack, eps or example count) are never
+ranked against each other: the rank restarts for each group.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ class Row:
 
     @property
     def headline(self) -> Column | None:
-        marked = [c for c in self.cells.values() if c.headline]
+        """The row's ranking metric: its strongest AutoAttack column (lowest rank), else its first robust column,
+        else clean accuracy."""
+        marked = sorted((c for c in self.cells.values() if c.headline), key=lambda c: (c.rank, c.label))
         if marked:
             return marked[0]
         robust = sorted((c for c in self.cells.values() if c.rank >= 20 and c.rank < 40), key=lambda c: c.rank)
@@ -149,12 +152,27 @@ def _cross_checks(row: Row) -> list[str]:
     return ["pgd-beats-autoattack"] if any(c.value < head.value - PGD_VS_AA_TOLERANCE for c in pgd) else []
 
 
-def _sort_key(row: Row):
-    """Group by label space and example count; rows ranked by the same kind of headline (AutoAttack, another
-    robust metric, clean accuracy) come together, best first."""
+def _group(row: Row) -> tuple:
+    """Rows ranked against each other: same label space, example count and headline metric."""
     head = row.headline
     kind = 3 if head is None else (0 if head.headline else (2 if head.label == "Clean" else 1))
-    return (row.label_space, -row.n_examples, kind, -(head.value if head else 0.0), row.model)
+    return (row.label_space, -row.n_examples, kind, head.label if head else "")
+
+
+def _sort_key(row: Row):
+    head = row.headline
+    return _group(row) + (-(head.value if head else 0.0), row.model)
+
+
+def ranks(rows: Sequence[Row]) -> list[int]:
+    """Rank of each (sorted) row within its group; rows whose headlines differ are never ranked together."""
+    out, previous, rank = [], None, 0
+    for row in rows:
+        group = _group(row)
+        rank = 1 if group != previous else rank + 1
+        previous = group
+        out.append(rank)
+    return out
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
@@ -189,18 +207,18 @@ def _cell(col: Column | None) -> str:
 
 def to_records(rows: Sequence[Row]) -> list[dict]:
     """Rows as plain dicts with float fractions (the JSON output)."""
-    return [{"rank": i + 1, "model": r.model, "dataset": r.dataset, "n_examples": r.n_examples,
+    return [{"rank": rank, "model": r.model, "dataset": r.dataset, "n_examples": r.n_examples,
              "threat_model": None if r.threat is None else {"norm": r.threat[0], "eps": r.threat[1]},
              "headline": None if r.headline is None else r.headline.label,
              "metrics": {label: col.value for label, col in r.cells.items()}, "flags": r.flags, "runs": r.runs}
-            for i, r in enumerate(rows)]
+            for rank, r in zip(ranks(rows), rows)]
 
 
 def _table(rows: Sequence[Row], labels: Sequence[str]) -> tuple[list[str], list[list]]:
     percent = {lab: next(r.cells[lab].percent for r in rows if lab in r.cells) for lab in labels}
     header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if percent[lab] else lab for lab in labels]
-    body = [[i + 1, row.model, row.dataset, row.n_examples, row.threat_label()]
-            + [_cell(row.cells.get(lab)) for lab in labels] for i, row in enumerate(rows)]
+    body = [[rank, row.model, row.dataset, row.n_examples, row.threat_label()]
+            + [_cell(row.cells.get(lab)) for lab in labels] for rank, row in zip(ranks(rows), rows)]
     return header, body
 
 
