@@ -93,3 +93,15 @@ def test_perturbation_aggregate_and_normalisers():
     assert metrics["mt5d_normalised"].value == pytest.approx((0.5 / 1.0 + 2.0 / 4.0) / 2)
     assert "mfr" not in PerturbationsSuite().aggregate(records, PerturbationsConfig(
         perturbations=("brightness", "gaussian_noise")))
+
+
+def test_extra_corruptions_do_not_enter_the_benchmark_averages():
+    """100% on the 12 quiet benchmark corruptions, 0% on the 3 noises and on the 4 extras."""
+    from vitbench.data.corruptions import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
+    err = {c: [1.0 if ("noise" in c or c in EXTRA_CORRUPTIONS) else 0.0] * 5
+           for c in BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS}
+    config = CorruptionsConfig(kind="generated", extra=True)
+    metrics = corruption_metrics(_records_with_errors(err, 0.0, n=10), config)
+    assert metrics["accuracy_no_noise"].value == pytest.approx(1.0)
+    assert metrics["accuracy"].value == pytest.approx(12 / 15)
+    assert metrics["accuracy_extra"].value == pytest.approx(0.0)

@@ -60,9 +60,9 @@ def reference_names() -> list[str]:
 
 
 def load_reference(name: str) -> Reference:
-    """A shipped reference by name (a unique prefix is enough: ``robustbench-imagenet``)."""
+    """A shipped reference by name (a unique prefix ending at a dash is enough: ``robustbench-imagenet``)."""
     names = reference_names()
-    matches = [n for n in names if n == name] or [n for n in names if n.startswith(name)]
+    matches = [n for n in names if n == name] or [n for n in names if n.startswith(name + "-")]
     if len(matches) != 1:
         if len(matches) > 1:
             raise VitbenchError(f"reference {name!r} is ambiguous: {', '.join(matches)}")
@@ -77,6 +77,9 @@ def mismatch(row: Row, ref: Reference) -> str | None:
     """Why a local row is not comparable with a reference (None when it is)."""
     if row.label_space != ref.dataset:
         return f"dataset {row.label_space} vs {ref.dataset}"
+    split = _split_of(row.dataset)
+    if split not in (None, "test"):
+        return f"split {split} vs the test set"
     if ref.subset and f"subset={ref.subset}" not in row.dataset:
         return f"data {row.dataset} is not the {ref.subset} subset"
     if row.n_examples != ref.n_examples:
@@ -89,6 +92,13 @@ def mismatch(row: Row, ref: Reference) -> str | None:
     if ref.attack == "autoattack-standard" and (head is None or not head.label.startswith("AA ")):
         return f"attack {head.label.split(' ')[0] if head else '?'} vs standard AutoAttack"
     return None
+
+
+def _split_of(spec: str) -> str | None:
+    """The ``split=`` option of a dataset spec, if any (published leaderboards use test / validation sets)."""
+    import urllib.parse
+    query = spec.partition("?")[2]
+    return dict(urllib.parse.parse_qsl(query)).get("split") if query else None
 
 
 @dataclass
