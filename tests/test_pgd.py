@@ -97,3 +97,19 @@ def test_restarts_only_attack_survivors():
     broken_first = res.steps_used <= 3
     assert bool((res.steps_used[~res.success] == 9).all())  # robust samples spent all 3 x 3 steps
     assert bool(broken_first[res.success].any())
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_masked_step_spends_the_whole_step_inside_the_mask(norm):
+    """One step from x with a large eps: the step has length alpha (L2) or alpha per pixel (L-inf), all inside."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 5))
+    x, y = torch.full((4, 3, 4, 4), 0.5), torch.randint(0, 5, (4,))
+    mask = torch.zeros(4, 1, 4, 4)
+    mask[:, :, :2, :2] = 1
+    res = pgd(model, x, y, norm=norm, eps=10.0, steps=1, alpha=0.2, inits=[None], early_stop=False, mask=mask)
+    delta = res.x_adv - x
+    assert float(delta[:, :, 2:].abs().max()) == 0 and float(delta[:, :, :, 2:].abs().max()) == 0
+    inside = delta.flatten(1)
+    size = inside.norm(dim=1) if norm == "l2" else inside.abs().max(dim=1).values
+    assert torch.allclose(size, torch.full((4,), 0.2), atol=1e-5)

@@ -134,9 +134,9 @@ def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
             if len(idx) == 0:
                 break
         used[idx] += 1
+        if mask is not None:  # before normalising: the whole L2 step lands inside the mask
+            grad = grad * mask[idx]
         step_dir = _ascent(grad, norm)
-        if mask is not None:
-            step_dir = step_dir * mask[idx]
         new = delta[idx] + alpha * step_dir
         new = project(new, norm=norm, eps=eps)
         delta[idx] = (x[idx] + new).clamp(0, 1) - x[idx]

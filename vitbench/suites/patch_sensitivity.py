@@ -254,7 +254,7 @@ def _layer_means(records: Sequence[dict], key: str) -> list[float] | None:
 @register
 class PatchSensitivitySuite(Suite):
     name = "patch_sensitivity"
-    version = 1
+    version = 2
     Config = PatchSensitivityConfig
     summary = ("RSPC patch-occlusion protocol: occluded accuracy, confidence drop, per-block attention and "
                "representation stability (proxy); adversarial patch-PGD variant")
