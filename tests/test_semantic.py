@@ -119,7 +119,7 @@ def test_engine_run_scores_the_stored_perturbations(panel_zoo, tmp_path):
     image = torch.from_numpy(from_png_base64(examples[0]["image_png"]).copy()).permute(2, 0, 1)
     assert torch.equal(image, (x[0] * 255).round().to(torch.uint8))
     cols = SUITE.columns(config, result.metrics)
-    assert [(c.label, c.higher_is_better) for c in cols] == [("Semantic score Linf 0.1", True)]
+    assert [(c.label, c.higher_is_better) for c in cols] == [("Semantic score by tiny-vit.panel Linf 0.1", True)]
     paths = SUITE.plots(open_store().runs(), tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["semantic_examples_tiny-vit.test.png", "semantic_scores.png"]
 

@@ -269,8 +269,12 @@ class SemanticSuite(Suite):
         return out
 
     def columns(self, config: SemanticConfig, metrics) -> list[Column]:
-        return [Column(f"Semantic score {eps_label(config.norm, config.eps)}", metrics["semantic_score"].value,
-                       rank=80)]
+        """One column per panel member: with ``exclude_self`` the panels of different models differ (a model never
+        judges its own perturbations), so only scores by the same judge are compared; the panel mean is a metric."""
+        prefix = "semantic_score["
+        judges = sorted(k[len(prefix):-1] for k in metrics if k.startswith(prefix))
+        return [Column(f"Semantic score by {j} {eps_label(config.norm, config.eps)}",
+                       metrics[f"{prefix}{j}]"].value, rank=80) for j in judges]
 
     def plots(self, runs, out_dir) -> list:
         latest = {}
