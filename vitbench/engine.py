@@ -192,8 +192,8 @@ class Engine:
         suite = get_suite(job.suite)
         fp, sha = self.models.fingerprint(entry)
         config = to_plain(job.config)
-        # a suite's example cap selects chunks, like --n-examples; it does not change per-sample results
-        keyed = {k: v for k, v in config.items() if k != "n_examples"}
+        # a suite's example cap selects chunks, like --n-examples, and aggregation-only fields change no record
+        keyed = {k: v for k, v in config.items() if k != "n_examples" and k not in suite.aggregation_only}
         info = {"model": entry.name, "model_fingerprint": fp, "weights_sha256": sha, "dataset": dataset.spec,
                 "data_fingerprint": dataset.fingerprint, "suite": job.suite, "suite_version": suite.version,
                 "config": keyed, "config_hash": stable_hash([keyed, suite.key_facts(job.config, entry)]),

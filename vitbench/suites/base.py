@@ -86,6 +86,8 @@ class Suite(ABC):
     aux: ClassVar[bool] = False
     #: True for suites that evaluate frame sequences (datasets whose load() gives (B, T, 3, S, S))
     accepts_sequences: ClassVar[bool] = False
+    #: config fields used only when aggregating (e.g. ECE bins): left out of the evaluation key
+    aggregation_only: ClassVar[tuple[str, ...]] = ()
 
     def key_facts(self, config: Any, entry: Any) -> dict:
         """Facts beyond the config that decide per-sample results (e.g. other models' weights); they join the

@@ -79,6 +79,7 @@ def clean_metrics(records: Sequence[dict], bins: int) -> dict[str, Metric]:
 class CleanSuite(Suite):
     name = "clean"
     version = 1
+    aggregation_only = ("ece_bins",)
     Config = CleanConfig
     summary = "clean top-1/top-5 accuracy, mean confidence, expected calibration error"
 

@@ -33,6 +33,7 @@ class NaturalShiftConfig:
 class NaturalShiftSuite(Suite):
     name = "natural_shift"
     version = 1
+    aggregation_only = ("ece_bins",)
     Config = NaturalShiftConfig
     summary = "ImageNet-A / ImageNet-R accuracy and calibration with 200-class logit masks"
     aux = True

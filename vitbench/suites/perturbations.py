@@ -109,6 +109,7 @@ class PerturbationsConfig:
 class PerturbationsSuite(Suite):
     name = "perturbations"
     version = 1
+    aggregation_only = ("normalizers",)
     Config = PerturbationsConfig
     summary = "perturbation stability: flip probability and top-5 distance (released ImageNet-P/CIFAR-P or generated)"
     aux = True
