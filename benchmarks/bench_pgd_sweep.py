@@ -53,7 +53,7 @@ def main() -> None:
     from vitbench.engine import Engine, Options, SuiteRun, chunk_seed, plan_chunks
     from vitbench.store import open_store
     from vitbench.suites.base import Chunk
-    from vitbench.suites.pgd_sweep import PGDSweepConfig, key
+    from vitbench.suites.pgd_sweep import PGDSweepConfig, key, start_salt
     from vitbench.zoo.load import load_model
     from vitbench.zoo.schema import load_zoo
 
@@ -75,7 +75,8 @@ def main() -> None:
             with torch.no_grad():
                 clean = model(chunk.x).argmax(1) == chunk.y
             for ei, eps in enumerate(config.eps):
-                start = random_start(tuple(chunk.x.shape), norm="linf", eps=eps, generator=chunk.generator("pgd", 0, ei, 0))
+                start = random_start(tuple(chunk.x.shape), norm="linf", eps=eps,
+                                     generator=chunk.generator(*start_salt(args.steps, eps, 0)))
                 ok = plain_pgd(model, chunk.x, chunk.y, eps, args.steps, 2.5 * eps / args.steps, start)
                 robust[ei] += int((ok & clean).sum())
         return [r / args.n for r in robust]

@@ -91,3 +91,24 @@ def test_rising_curve_is_flagged():
     metrics = suite.aggregate(records, config)
     assert math.isclose(metrics["pgd10@0.2"].value, 1.0)
     assert suite.run_flags(records, config, metrics) == ["accuracy-rises-with-eps"]
+
+
+def test_sweep_random_starts_do_not_depend_on_the_rest_of_the_eps_list():
+    """A one-eps run starts where the same eps starts inside a longer sweep (carry off: identical outcomes)."""
+    entry = load_zoo().get("digits-vit.light")
+    data = open_dataset("digits")
+    engine = Engine(open_store(), Options(n_examples=30, chunk_size=30, device="cpu"))
+    alone = engine.run(entry, data, SuiteRun("pgd_sweep", PGDSweepConfig(norm="linf", eps=(0.15,), steps=(5,))))
+    inside = engine.run(entry, data, SuiteRun("pgd_sweep", PGDSweepConfig(norm="linf", eps=(0.05, 0.15), steps=(5,),
+                                                                           carry=False)))
+    robust_alone = [r["robust"][0][0] for r in open_store().records(alone.eval_key, [(0, 30)])]
+    robust_inside = [r["robust"][0][1] for r in open_store().records(inside.eval_key, [(0, 30)])]
+    assert robust_alone == robust_inside
+
+
+def test_aggregation_only_fields_stay_out_of_the_cache_key(tiny_zoo):
+    from vitbench.suites.clean import CleanConfig
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    engine = Engine(open_store(), Options(n_examples=10, device="cpu"))
+    assert engine.key(entry, data, SuiteRun("clean", CleanConfig(ece_bins=10)))[0] == \
+        engine.key(entry, data, SuiteRun("clean", CleanConfig(ece_bins=15)))[0]
