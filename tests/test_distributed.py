@@ -18,6 +18,17 @@ suites:
     steps: [20]
 """
 
+# Every sample is attacked (no skip for clean-misclassified ones), about 1 s per chunk of 10 here: the poll below
+# sees the second chunk long before the eighth.
+KILL_PRESET = """description: a slow chunk for the kill test
+suites:
+  - suite: attack_effectiveness
+    eps: 0.05
+    steps: [1, 5]
+    oracle_steps: 100
+    seeds: 2
+"""
+
 
 def _bench_args(zoo, preset, n=40):
     return ["bench", "tiny-vit.test", "--zoo", str(zoo), "--data", "digits", "--preset", str(preset),
@@ -61,7 +72,9 @@ def _chunks(path) -> int:
         return 0
 
 
-def test_kill_9_then_resume_gives_uninterrupted_numbers(tiny_zoo, preset, tmp_path):
+def test_kill_9_then_resume_gives_uninterrupted_numbers(tiny_zoo, tmp_path):
+    preset = tmp_path / "kill.yaml"
+    preset.write_text(KILL_PRESET)
     store = tmp_path / "killed.sqlite"
     env = subprocess_env(VITBENCH_STORE=str(store), OMP_NUM_THREADS="1")
     args = vitbench_exe() + _bench_args(tiny_zoo, preset, n=80)
