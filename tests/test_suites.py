@@ -112,3 +112,27 @@ def test_aggregation_only_fields_stay_out_of_the_cache_key(tiny_zoo):
     engine = Engine(open_store(), Options(n_examples=10, device="cpu"))
     assert engine.key(entry, data, SuiteRun("clean", CleanConfig(ece_bins=10)))[0] == \
         engine.key(entry, data, SuiteRun("clean", CleanConfig(ece_bins=15)))[0]
+
+
+def test_sweep_equals_independent_attacks_carried_over():
+    """With carry, a sample is robust at eps_j exactly when each single-eps attack at eps_k <= eps_j fails; its
+    loss is recorded where it was still robust at the previous eps (attacked there) and missing elsewhere."""
+    entry = load_zoo().get("digits-vit.light")
+    data = open_dataset("digits")
+    engine = Engine(open_store(), Options(n_examples=40, chunk_size=40, device="cpu", batch_size=32))
+    eps = (0.05, 0.1, 0.15)
+    job = SuiteRun("pgd_sweep", PGDSweepConfig(norm="linf", eps=eps, steps=(5,), restarts=2))
+    swept = open_store().records(engine.run(entry, data, job).eval_key, [(0, 40)])
+    alone = []
+    for e in eps:
+        run = engine.run(entry, data, SuiteRun("pgd_sweep", PGDSweepConfig(norm="linf", eps=(e,), steps=(5,),
+                                                                           restarts=2)))
+        alone.append([r["robust"][0][0] for r in open_store().records(run.eval_key, [(0, 40)])])
+    for i, record in enumerate(swept):
+        expected = [all(alone[k][i] for k in range(j + 1)) for j in range(len(eps))]
+        assert record["robust"][0] == expected
+        for j in range(len(eps)):
+            attacked = record["clean_correct"] and (j == 0 or record["robust"][0][j - 1])
+            assert (record["loss"][0][j] is not None) == attacked
+    robust = [sum(r["robust"][0][j] for r in swept) for j in range(len(eps))]
+    assert robust[0] > robust[-1] > 0  # the curve falls but not to zero: carry and retirement both exercised

@@ -118,7 +118,7 @@ def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
     idx = torch.arange(len(x), device=x.device)  # positions of the still-active samples
     for step in range(steps + 1):
         xa = (x[idx] + delta[idx]).requires_grad_(step < steps)
-        with torch.enable_grad():
+        with torch.enable_grad() if step < steps else torch.no_grad():  # the last pass only scores
             logits = model(xa)
             losses = F.cross_entropy(logits, y[idx], reduction="none")
             grad = torch.autograd.grad(losses.sum(), xa)[0] if step < steps else None
