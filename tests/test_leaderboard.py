@@ -141,3 +141,15 @@ def test_a_training_split_is_never_compared_with_a_test_leaderboard():
     with pytest.raises(VitbenchError, match="split train vs the test set"):
         compare(build_rows(runs), load_reference("robustbench-cifar10"))
     assert load_reference("robustbench-cifar10").name == "robustbench-cifar10-linf-8"
+
+
+def test_rows_without_a_headline_are_not_ranked_and_no_negative_zero():
+    corr = {"source": "generated", "severities": [1, 2, 3, 4, 5], "extra": False}
+    runs = [_run(1, "p", "corruptions", corr, {"accuracy": 0.9, "accuracy_no_noise": 0.91}),
+            _run(2, "q", "corruptions", corr, {"accuracy": 0.95, "accuracy_no_noise": -0.00001})]
+    rows = build_rows(runs)
+    records = json.loads(render(rows, "json"))
+    assert [r["rank"] for r in records] == [None, None]
+    text = render(rows, "md")
+    assert "| -   | p" in text and "| -   | q" in text
+    assert "-0.00" not in text and "| 0.00 " in text

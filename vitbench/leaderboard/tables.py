@@ -164,10 +164,14 @@ def _sort_key(row: Row):
     return _group(row) + (-(head.value if head else 0.0), row.model)
 
 
-def ranks(rows: Sequence[Row]) -> list[int]:
-    """Rank of each (sorted) row within its group; rows whose headlines differ are never ranked together."""
+def ranks(rows: Sequence[Row]) -> list[int | None]:
+    """Rank of each (sorted) row within its group; rows whose headlines differ are never ranked together, and a
+    row with no headline metric (e.g. only corruption columns) has no rank (None; shown as "-")."""
     out, previous, rank = [], None, 0
     for row in rows:
+        if row.headline is None:
+            out.append(None)
+            continue
         group = _group(row)
         rank = 1 if group != previous else rank + 1
         previous = group
@@ -202,7 +206,8 @@ GROUPS = ((0, 50, "Adversarial robustness"), (50, 70, "Distribution shift"), (70
 def _cell(col: Column | None) -> str:
     if col is None or col.value != col.value:
         return ""
-    return f"{100 * col.value:.2f}" if col.percent else f"{col.value:.4f}"
+    text = f"{100 * col.value:.2f}" if col.percent else f"{col.value:.4f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
 
 
 def to_records(rows: Sequence[Row]) -> list[dict]:
@@ -217,7 +222,7 @@ def to_records(rows: Sequence[Row]) -> list[dict]:
 def _table(rows: Sequence[Row], labels: Sequence[str]) -> tuple[list[str], list[list]]:
     percent = {lab: next(r.cells[lab].percent for r in rows if lab in r.cells) for lab in labels}
     header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if percent[lab] else lab for lab in labels]
-    body = [[rank, row.model, row.dataset, row.n_examples, row.threat_label()]
+    body = [["-" if rank is None else rank, row.model, row.dataset, row.n_examples, row.threat_label()]
             + [_cell(row.cells.get(lab)) for lab in labels] for rank, row in zip(ranks(rows), rows)]
     return header, body
 
