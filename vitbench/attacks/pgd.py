@@ -7,7 +7,7 @@ it (early stop keeps that iterate); restarts attack only the samples still unbro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,8 @@ class PGDResult:
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float, steps: int, alpha: float,
-        inits: list[torch.Tensor | None], early_stop: bool = True, mask: torch.Tensor | None = None) -> PGDResult:
+        inits: list[torch.Tensor | None], early_stop: bool = True, mask: torch.Tensor | None = None,
+        batch_size: int | None = None) -> PGDResult:
     """Attack one batch with PGD, one run per entry of ``inits`` (random starts, or None for x itself).
 
     Args:
@@ -81,10 +82,18 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
         inits: one starting perturbation per restart, each (B, C, H, W) or None.
         early_stop: stop attacking a sample once an iterate misclassifies it (keeps that iterate).
         mask: optional (B, 1 or C, H, W) 0/1 tensor; the perturbation is restricted to where it is 1.
+        batch_size: attack at most this many samples at a time (None: all); results do not depend on it beyond
+            floating-point rounding, since each sample's start and steps are its own.
 
     Returns:
         PGDResult; for samples never broken, x_adv is the final iterate of the last restart.
     """
+    if batch_size is not None and len(x) > batch_size:
+        parts = [pgd(model, x[i:i + batch_size], y[i:i + batch_size], norm=norm, eps=eps, steps=steps, alpha=alpha,
+                     inits=[None if n is None else n[i:i + batch_size] for n in inits], early_stop=early_stop,
+                     mask=None if mask is None else mask[i:i + batch_size])
+                 for i in range(0, len(x), batch_size)]
+        return PGDResult(*(torch.cat([getattr(r, f.name) for r in parts]) for f in fields(PGDResult)))
     x = x.detach()
     best = x.clone()
     success = torch.zeros(len(x), dtype=torch.bool, device=x.device)

@@ -95,13 +95,9 @@ def _final_loss(model, chunk: Chunk, *, config: AttackEffectivenessConfig, steps
     alpha = step_size(config.eps, steps, alpha_factor=alpha_factor)
     start = random_start(tuple(x.shape), norm=config.norm, eps=config.eps, generator=chunk.generator(*salt),
                          device=x.device)
-    loss, robust = torch.zeros(len(y)), torch.zeros(len(y), dtype=torch.bool)
-    for i in range(0, len(y), batch_size):
-        part = slice(i, i + batch_size)
-        res = pgd(model, x[part], y[part], norm=config.norm, eps=config.eps, steps=steps, alpha=alpha,
-                  inits=[start[part]], early_stop=False)
-        loss[part], robust[part] = res.loss.detach().cpu(), ~res.success.cpu()
-    return loss, robust
+    res = pgd(model, x, y, norm=config.norm, eps=config.eps, steps=steps, alpha=alpha, inits=[start],
+              early_stop=False, batch_size=batch_size)
+    return res.loss.detach().cpu(), ~res.success.cpu()
 
 
 def _seed_means(records: Sequence[dict], pick) -> list[float]:

@@ -219,13 +219,8 @@ def _occluded_input(model, chunk: Chunk, config: PatchSensitivityConfig, mask_px
     alpha = step_size(config.eps, config.steps, alpha_factor=config.alpha_factor)
     start = (random_start(tuple(x.shape), norm=config.norm, eps=config.eps, generator=chunk.generator("start"),
                           device=x.device) if config.random_start else None)
-    out = []
-    for i in range(0, len(x), batch_size):
-        part = slice(i, i + batch_size)
-        res = pgd(model, x[part], chunk.y[part], norm=config.norm, eps=config.eps, steps=config.steps, alpha=alpha,
-                  inits=[None if start is None else start[part]], mask=mask_px[part])
-        out.append(res.x_adv.detach())
-    return torch.cat(out)
+    return pgd(model, x, chunk.y, norm=config.norm, eps=config.eps, steps=config.steps, alpha=alpha, inits=[start],
+               mask=mask_px, batch_size=batch_size).x_adv.detach()
 
 
 def _records(paired: PairedPass, y: torch.Tensor, k: int, patch: int) -> list[dict]:

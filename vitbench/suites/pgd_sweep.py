@@ -73,15 +73,9 @@ def _attack(model, chunk, idx, *, config, steps, eps, batch_size):
     noises = [random_start(tuple(chunk.x.shape), norm=config.norm, eps=eps, device=chunk.x.device,
                            generator=chunk.generator(*start_salt(steps, eps, r))) if config.random_start else None
               for r in range(config.restarts)]
-    success = torch.zeros(len(idx), dtype=torch.bool, device=chunk.x.device)
-    loss = torch.zeros(len(idx), device=chunk.x.device)
-    for b in range(0, len(idx), batch_size):
-        part = idx[b:b + batch_size]
-        res = pgd(model, chunk.x[part], chunk.y[part], norm=config.norm, eps=eps, steps=steps, alpha=alpha,
-                  inits=[None if n is None else n[part] for n in noises])
-        success[b:b + len(part)] = res.success
-        loss[b:b + len(part)] = res.loss
-    return success, loss
+    res = pgd(model, chunk.x[idx], chunk.y[idx], norm=config.norm, eps=eps, steps=steps, alpha=alpha,
+              inits=[None if n is None else n[idx] for n in noises], batch_size=batch_size)
+    return res.success, res.loss
 
 
 @register

@@ -183,13 +183,9 @@ def _perturbations(model, chunk: Chunk, config: SemanticConfig, batch_size: int)
     alpha = step_size(config.eps, config.steps, alpha_factor=config.alpha_factor)
     start = (random_start(tuple(x.shape), norm=config.norm, eps=config.eps, generator=chunk.generator("start"),
                           device=x.device) if config.random_start else None)
-    deltas = []
-    for i in range(0, len(y), batch_size):
-        part = slice(i, i + batch_size)
-        res = pgd(model, x[part], y[part], norm=config.norm, eps=config.eps, steps=config.steps, alpha=alpha,
-                  inits=[None if start is None else start[part]], early_stop=False)
-        deltas.append((res.x_adv - x[part]).detach())
-    delta = torch.cat(deltas)
+    res = pgd(model, x, y, norm=config.norm, eps=config.eps, steps=config.steps, alpha=alpha, inits=[start],
+              early_stop=False, batch_size=batch_size)
+    delta = (res.x_adv - x).detach()
     return delta, predict(model, x + delta, batch_size).argmax(1).cpu()
 
 
