@@ -19,10 +19,11 @@ from vitbench.suites import register
 from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
 from vitbench.threat import parse_norm
 
-SQUARE_ALPHA = 0.002
+SQUARE_ALPHA = 0.002  # pyautoattack's tolerance for Square beating the white-box attacks
+#: leaderboard rank of each version's column: the lowest present is a row's headline (the strongest version)
 HEADLINE_RANK = {"plus": 19, "standard": 20, "rand": 21, "custom": 22}
 #: attack batch (pyautoattack's default); it is part of the result, so it is a config value, not the engine's
-DEFAULT_AA_BATCH = 250  # pyautoattack's tolerance for Square beating the white-box attacks
+DEFAULT_AA_BATCH = 250
 STANDARD_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
                     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
                     "rand": ("apgd-ce", "apgd-dlr")}
