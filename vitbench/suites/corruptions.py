@@ -14,8 +14,8 @@ Metrics (Hendrycks and Dietterich 2019), with E(c, s) the top-1 error at corrupt
   relative CE_c = sum_s (E(c, s) - E_clean) / sum_s (E_AlexNet(c, s) - E_AlexNet_clean); relative mCE = mean;
   accuracy = mean over the benchmark corruptions and severities of 1 - E(c, s); "w/o noise" = the same over the 12
   benchmark corruptions other than the three noises; the extra (validation) corruptions, when asked for, get their
-  own mean ("accuracy_extra") and never enter these. mCE and relative mCE use the AlexNet errors of ``data/files/imagenet_c_alexnet.yaml``
-  and are only reported for the released ImageNet-C with all 15 corruptions at all 5 severities.
+  own mean ("accuracy_extra") and never enter these. mCE and relative mCE use the AlexNet errors of
+  ``data/files/imagenet_c_alexnet.yaml`` and are only reported for the released ImageNet-C with all 15 corruptions at all 5 severities.
 """
 
 from __future__ import annotations
