@@ -53,7 +53,8 @@ def project(delta: torch.Tensor, *, norm: str, eps: float) -> torch.Tensor:
     return delta * torch.clamp(eps / norms, max=1.0)
 
 
-def _ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+def ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent direction of the norm: sign for L-inf, the unit-L2 gradient for L2."""
     if norm == "linf":
         return grad.sign()
     g_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
@@ -145,7 +146,7 @@ def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
         used[idx] += 1
         if mask is not None:  # before normalising: the whole L2 step lands inside the mask
             grad = grad * mask[idx]
-        step_dir = _ascent(grad, norm)
+        step_dir = ascent(grad, norm)
         new = delta[idx] + alpha * step_dir
         new = project(new, norm=norm, eps=eps)
         delta[idx] = (x[idx] + new).clamp(0, 1) - x[idx]

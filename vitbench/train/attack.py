@@ -8,13 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench.attacks.pgd import project, random_start
-
-
-def _ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    if norm == "linf":
-        return grad.sign()
-    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+from vitbench.attacks.pgd import ascent, project, random_start
 
 
 def training_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, norm: str, eps: float, steps: int,
@@ -30,7 +24,7 @@ def training_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, 
         loss = F.cross_entropy(model(x + delta), target)
         grad = torch.autograd.grad(loss, delta)[0]
         with torch.no_grad():
-            delta = project(delta + alpha * _ascent(grad, norm), norm=norm, eps=eps)
+            delta = project(delta + alpha * ascent(grad, norm), norm=norm, eps=eps)
             delta = (x + delta).clamp(0, 1) - x
         delta.requires_grad_(True)
     model.train(was_training)
