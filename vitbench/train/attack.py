@@ -1,8 +1,11 @@
 """The training attack (methods.md A): L-inf or L2 PGD with a uniform random start, step size
 ``alpha_factor * eps_final / steps`` (it does not follow the eps warm-up; projection clips it), projection onto
-the current eps-ball and [0, 1]; the loss is cross-entropy on hard or soft (MixUp) targets."""
+the current eps-ball and [0, 1]; the loss is cross-entropy on hard or soft (MixUp) targets, or another objective
+(TRADES: the KL to the clean prediction)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -11,17 +14,25 @@ from torch import nn
 from vitbench.attacks.pgd import ascent, project, random_start
 
 
-def training_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, norm: str, eps: float, steps: int,
-                    alpha: float, mode: str) -> torch.Tensor:
-    """Adversarial examples for a training batch; the model is put in ``mode`` for the attack and restored."""
+Objective = Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+
+
+def training_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, *, norm: str, eps: float,
+                    steps: int, alpha: float, mode: str, objective: Objective | None = None) -> torch.Tensor:
+    """Adversarial examples for a training batch; the model is put in ``mode`` for the attack and restored.
+
+    ``objective(model, x)``, called once in attack mode before the random start, returns the function of the logits
+    the attack maximises; the default is cross-entropy against ``target``.
+    """
     if eps <= 0 or steps <= 0:
         return x
     was_training = model.training
     model.train(mode == "train")
+    loss_of = objective(model, x) if objective is not None else (lambda logits: F.cross_entropy(logits, target))
     delta = random_start(tuple(x.shape), norm=norm, eps=eps, device=x.device)
     delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)
     for _ in range(steps):
-        loss = F.cross_entropy(model(x + delta), target)
+        loss = loss_of(model(x + delta))
         grad = torch.autograd.grad(loss, delta)[0]
         with torch.no_grad():
             delta = project(delta + alpha * ascent(grad, norm), norm=norm, eps=eps)

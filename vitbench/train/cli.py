@@ -44,7 +44,6 @@ def _export(args: argparse.Namespace, name: str, config, result) -> None:
     """Copy the weights where asked and register the zoo entry (rank 0)."""
     from vitbench.data import open_dataset
     from vitbench.train.export import register_trained
-    from vitbench.zoo.sources import sha256_file
     weights, epoch_weights = result.weights, result.epoch_weights
     if args.weights_dir:
         folder = Path(args.weights_dir)
@@ -53,7 +52,7 @@ def _export(args: argparse.Namespace, name: str, config, result) -> None:
         shutil.copyfile(result.weights, weights)
         epoch_weights = []
         for epoch, src in result.epoch_weights:
-            if sha256_file(src) == sha256_file(result.weights):  # the last epoch: the final weights themselves
+            if epoch == config.epochs:  # the last epoch: the final weights themselves
                 epoch_weights.append((epoch, weights))
                 continue
             epoch_weights.append((epoch, folder / f"{name}.e{epoch:03d}.safetensors"))

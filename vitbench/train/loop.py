@@ -116,7 +116,6 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
     net = _maybe_ddp(model, dev, world)
     use_amp = config.amp and dev.type == "cuda"
     history = _read_history(out, start_epoch)
-    epoch_weights: list[tuple[int, Path]] = []
 
     for epoch in range(start_epoch, config.epochs):
         loader.sampler.set_epoch(epoch)
@@ -141,10 +140,11 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
             seen += len(y)
             correct += (result.logits.argmax(1) == y).sum().item()
             loss_sum += result.loss.item() * len(y)
-            logs.update(result.logs)
+            logs.update(result.logs)  # the last batch's values (tensors stay on the device until the epoch ends)
         seen, correct, loss_sum = _sum_over_ranks(seen, correct, loss_sum, dev, world)
         record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "lr": optimizer.param_groups[0]["lr"], "eps": recipe.train_eps(epoch, config), **logs}
+                  "lr": optimizer.param_groups[0]["lr"], "eps": recipe.train_eps(epoch, config),
+                  **{k: float(v) for k, v in logs.items()}}
         if rank == 0:
             record.update(evaluate(model, val, config, dev))
             record["seconds"] = round(time.perf_counter() - t0, 2)
@@ -154,9 +154,9 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
                             optim_state=optimizer.state_dict(), recipe_state=_recipe_state(state), step=step)
             done = epoch + 1
             if config.keep_epoch_checkpoints and (done % config.checkpoint_every == 0 or done == config.epochs):
-                epoch_weights.append((done, export_weights(model, out / "epochs" / f"epoch_{done:03d}.safetensors")))
-    if config.keep_epoch_checkpoints:
-        epoch_weights = sorted((int(p.stem.split("_")[1]), p) for p in (out / "epochs").glob("epoch_*.safetensors"))
+                export_weights(model, out / "epochs" / f"epoch_{done:03d}.safetensors")
+    epoch_weights = sorted((int(p.stem.split("_")[1]), p) for p in (out / "epochs").glob("epoch_*.safetensors")) \
+        if config.keep_epoch_checkpoints else []
     weights = export_weights(model, out / "model.safetensors") if rank == 0 else out / "model.safetensors"
     return TrainResult(out, weights, history, epoch_weights)
 

@@ -21,7 +21,7 @@ from vitbench.train.config import TrainConfig
 class StepOutput:
     loss: torch.Tensor
     logits: torch.Tensor        # logits the accuracy is logged on (adversarial for adversarial recipes)
-    logs: dict[str, float]
+    logs: dict[str, float | torch.Tensor]  # last batch values, converted to float once per epoch
 
 
 class Recipe:
@@ -51,6 +51,39 @@ class Recipe:
 
     def after_backward(self, state: dict) -> None:
         """Called after loss.backward(), before the optimiser step."""
+
+
+class AdversarialRecipe(Recipe):
+    """Shared by recipes that train against an attack: the eps warm-up by epoch, the step size
+    ``attack_alpha_factor * attack_eps / attack_steps`` (from the final eps), and the model the attack runs on."""
+
+    def train_eps(self, epoch: int, config: TrainConfig) -> float:
+        from vitbench.train.optim import eps_at
+        return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
+
+    @staticmethod
+    def attack_alpha(config: TrainConfig) -> float:
+        return config.attack_alpha_factor * config.attack_eps / max(config.attack_steps, 1)
+
+    @staticmethod
+    def attacked(model: nn.Module) -> nn.Module:
+        """The bare model under DDP: the attack's backward passes need no gradient sync."""
+        return getattr(model, "module", model)
+
+
+def require_vit(model: nn.Module, recipe: str, *, blocks: bool = False) -> nn.Module:
+    """The network's ``patch_embed`` (and, with ``blocks``, a list of transformer blocks whose input size is a
+    multiple of the patch size), or a ConfigError naming the model and the fix."""
+    from vitbench.errors import ConfigError
+    needs = "a patch embedding and a list of transformer blocks (timm `patch_embed`, `blocks`)" if blocks else \
+        "a patch embedding (timm `patch_embed`)"
+    if getattr(model, "patch_size", None) is None or (blocks and getattr(model, "blocks", None) is None):
+        raise ConfigError(f"recipe {recipe} needs a ViT with {needs}; model "
+                          f"{getattr(model, 'name', type(model).__name__)!r} has none: pick a ViT --arch or --init")
+    if blocks and model.input_size % model.patch_size:
+        raise ConfigError(f"recipe {recipe}: input size {model.input_size} is not a multiple of the patch size "
+                          f"{model.patch_size}; set input_size to a multiple")
+    return model.net.patch_embed
 
 
 RECIPES: dict[str, Recipe] = {"standard": Recipe()}

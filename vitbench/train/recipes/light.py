@@ -12,25 +12,18 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from vitbench.train.attack import training_attack
-from vitbench.train.config import TrainConfig
-from vitbench.train.optim import eps_at
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe
+from vitbench.train.recipes import AdversarialRecipe, StepOutput, register_recipe
 
 
 @register_recipe
-class LightRecipe(Recipe):
+class LightRecipe(AdversarialRecipe):
     name = "light-recipe"
     summary = "adversarial training for ViTs (Debenedetti et al. 2023): 1-2 step PGD, eps warm-up, wd 0.5, light aug"
 
-    def train_eps(self, epoch: int, config: TrainConfig) -> float:
-        return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
-
     def loss(self, model, x, target, epoch, config, state) -> StepOutput:
         eps = self.train_eps(epoch, config)
-        alpha = config.attack_alpha_factor * config.attack_eps / max(config.attack_steps, 1)
-        attacked = getattr(model, "module", model)  # attack the bare model: no DDP gradient sync
-        x_adv = training_attack(attacked, x, target, norm=config.attack_norm, eps=eps, steps=config.attack_steps,
-                                alpha=alpha, mode=config.attack_mode)
+        x_adv = training_attack(self.attacked(model), x, target, norm=config.attack_norm, eps=eps,
+                                steps=config.attack_steps, alpha=self.attack_alpha(config), mode=config.attack_mode)
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, target, label_smoothing=config.label_smoothing), logits,
                           {"eps": eps})

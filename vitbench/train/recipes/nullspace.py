@@ -40,9 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from vitbench import _config
-from vitbench.errors import ConfigError
 from vitbench.train.config import TrainConfig
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe
+from vitbench.train.recipes import Recipe, StepOutput, register_recipe, require_vit
 
 
 @dataclass(frozen=True)
@@ -181,26 +180,17 @@ def _broadcast(delta: torch.Tensor) -> None:
         dist.broadcast(delta, src=0)
 
 
-def require_patch_embedding(model: nn.Module, recipe: str) -> nn.Module:
-    """The network's ``patch_embed`` module, or a ConfigError naming the model and the fix."""
-    embed = getattr(getattr(model, "net", model), "patch_embed", None)
-    if not isinstance(embed, nn.Module) or getattr(model, "patch_size", None) is None:
-        raise ConfigError(f"recipe {recipe} needs a ViT with a patch embedding (timm `patch_embed`); model "
-                          f"{getattr(model, 'name', type(model).__name__)!r} has none: pick a ViT --arch or --init")
-    return embed
-
-
 @register_recipe
 class NullspaceRecipe(Recipe):
     name = "nullspace"
     summary = "approximate nullspace noise (Liu et al. 2024): CE(f(x)) + CE(f(E(x) + delta)), a new delta each epoch"
 
     def check(self, model: nn.Module, config: TrainConfig) -> None:
-        require_patch_embedding(model, config.recipe)
+        require_vit(model, config.recipe)
         nullspace_args(config)
 
     def setup(self, model: nn.Module, config: TrainConfig, device: torch.device) -> dict:
-        embed = require_patch_embedding(model, config.recipe)
+        embed = require_vit(model, config.recipe)
         with torch.no_grad():
             out = embed(torch.zeros(1, 3, model.input_size, model.input_size, device=device))
         shape = tuple((out[0] if isinstance(out, tuple) else out).shape)    # (1, N, D)
@@ -223,4 +213,4 @@ class NullspaceRecipe(Recipe):
         clean, noisy = logits[:len(x)], logits[len(x):]
         ce_clean = F.cross_entropy(clean, target, label_smoothing=config.label_smoothing)
         ce_noisy = F.cross_entropy(noisy, target, label_smoothing=config.label_smoothing)
-        return StepOutput(ce_clean + ce_noisy, clean, {"ce_noisy": float(ce_noisy.detach())})
+        return StepOutput(ce_clean + ce_noisy, clean, {"ce_noisy": ce_noisy.detach()})

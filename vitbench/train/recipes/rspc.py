@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench import _config
-from vitbench.errors import ConfigError
 from vitbench.train.config import TrainConfig
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe
+from vitbench.train.recipes import Recipe, StepOutput, register_recipe, require_vit
 
 NOISE_MODES = ("normalised", "pixel")
 
@@ -154,23 +153,13 @@ def corruptor_step(corruptor: nn.Module, optimizer: torch.optim.Optimizer, max_n
     optimizer.zero_grad(set_to_none=True)
 
 
-def _require_vit(model: nn.Module, recipe: str) -> None:
-    if getattr(model, "blocks", None) is None or getattr(model, "patch_size", None) is None:
-        raise ConfigError(f"recipe {recipe} needs a ViT with a patch embedding and a list of transformer blocks "
-                          f"(timm `patch_embed`, `blocks`); model {getattr(model, 'name', type(model).__name__)!r} "
-                          "has none: pick a ViT --arch or --init")
-    if model.input_size % model.patch_size:
-        raise ConfigError(f"recipe {recipe}: input size {model.input_size} is not a multiple of the patch size "
-                          f"{model.patch_size}; set input_size to a multiple")
-
-
 @register_recipe
 class RspcRecipe(Recipe):
     name = "rspc"
     summary = "RSPC (Guo et al. 2023): CE + lambda * block-feature alignment under adversarially chosen patch noise"
 
     def check(self, model: nn.Module, config: TrainConfig) -> None:
-        _require_vit(model, config.recipe)
+        require_vit(model, config.recipe, blocks=True)
         rspc_args(config)
 
     def setup(self, model: nn.Module, config: TrainConfig, device: torch.device) -> dict:
@@ -193,7 +182,7 @@ class RspcRecipe(Recipe):
             logits = model(torch.cat([x, x_hat])).float()                     # (2B, K)
         ce = F.cross_entropy(logits[:len(x)], target, label_smoothing=config.label_smoothing)
         align = alignment_loss(outs, len(x))
-        return StepOutput(ce + args.align_weight * align, logits[:len(x)], {"align": float(align.detach())})
+        return StepOutput(ce + args.align_weight * align, logits[:len(x)], {"align": align.detach()})
 
     def after_backward(self, state: dict) -> None:
         corruptor_step(state["corruptor"], state["corruptor_opt"], state["args"].corruptor_grad_norm)

@@ -27,11 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench import _config
-from vitbench.attacks.pgd import project, random_start
 from vitbench.errors import ConfigError
+from vitbench.train.attack import training_attack
 from vitbench.train.config import TrainConfig
-from vitbench.train.optim import eps_at
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe
+from vitbench.train.recipes import AdversarialRecipe, StepOutput, register_recipe
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +56,24 @@ def kl_clean_adv(logits_clean: torch.Tensor, logits_adv: torch.Tensor, reduction
                     log_target=True)
 
 
+def _kl_objective(model: nn.Module, x: torch.Tensor):
+    with torch.no_grad():
+        clean = model(x).float()                                        # (B, K), fixed target distribution
+    return lambda logits: kl_clean_adv(clean, logits.float(), reduction="sum")
+
+
 def trades_attack(model: nn.Module, x: torch.Tensor, *, eps: float, steps: int, alpha: float, mode: str
                   ) -> torch.Tensor:
     """x_adv maximising KL(f(x) || f(x_adv)) by L-inf PGD from a uniform start; x (B, 3, H, W) in [0, 1].
 
     The model is put in ``mode`` ("eval" or "train") for the attack and restored; its parameters get no gradient.
     """
-    if eps <= 0 or steps <= 0:
-        return x.detach()
-    was_training = model.training
-    model.train(mode == "train")
-    with torch.no_grad():
-        clean = model(x).float()                                        # (B, K), fixed target distribution
-    delta = random_start(tuple(x.shape), norm="linf", eps=eps, device=x.device)
-    delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)
-    for _ in range(steps):
-        loss = kl_clean_adv(clean, model(x + delta).float(), reduction="sum")
-        grad = torch.autograd.grad(loss, delta)[0]
-        with torch.no_grad():
-            delta = project(delta + alpha * grad.sign(), norm="linf", eps=eps)
-            delta = (x + delta).clamp(0, 1) - x
-        delta.requires_grad_(True)
-    model.train(was_training)
-    return (x + delta).detach()
+    return training_attack(model, x, None, norm="linf", eps=eps, steps=steps, alpha=alpha, mode=mode,
+                           objective=_kl_objective).detach()
 
 
 @register_recipe
-class TradesRecipe(Recipe):
+class TradesRecipe(AdversarialRecipe):
     name = "trades"
     summary = "TRADES fine-tuning: CE(f(x), y) + beta KL(f(x) || f(x_adv)), PGD-10 on the KL (light-recipe paper)"
 
@@ -98,17 +88,13 @@ class TradesRecipe(Recipe):
     def setup(self, model: nn.Module, config: TrainConfig, device: torch.device) -> dict:
         return {"args": trades_args(config)}
 
-    def train_eps(self, epoch: int, config: TrainConfig) -> float:
-        return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
-
     def loss(self, model, x, target, epoch, config, state) -> StepOutput:
         beta = state["args"].beta
         eps = self.train_eps(epoch, config)
-        alpha = config.attack_alpha_factor * config.attack_eps / max(config.attack_steps, 1)
-        attacked = getattr(model, "module", model)  # attack the bare model: no DDP gradient sync
-        x_adv = trades_attack(attacked, x, eps=eps, steps=config.attack_steps, alpha=alpha, mode=config.attack_mode)
+        x_adv = trades_attack(self.attacked(model), x, eps=eps, steps=config.attack_steps,
+                              alpha=self.attack_alpha(config), mode=config.attack_mode)
         logits = model(torch.cat([x, x_adv])).float()                    # (2B, K): one forward, one DDP sync
         clean, adv = logits[:len(x)], logits[len(x):]
         natural = F.cross_entropy(clean, target, label_smoothing=config.label_smoothing)
         robust = kl_clean_adv(clean, adv)
-        return StepOutput(natural + beta * robust, adv, {"kl": float(robust.detach()), "eps": eps})
+        return StepOutput(natural + beta * robust, adv, {"kl": robust.detach(), "eps": eps})
