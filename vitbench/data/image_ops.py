@@ -380,7 +380,7 @@ def plasma_fractal(uniforms: Sequence[torch.Tensor], mapsize: int, decay: float)
 
 # ---------------------------------------------------------------------------------------------------- 8-bit ops
 
-def _shift(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
+def shift(x: torch.Tensor, dy: int, dx: int, fill: float) -> torch.Tensor:
     """out[..., r, c] = x[..., r + dy, c + dx], ``fill`` outside."""
     h, w = x.shape[-2:]
     out = torch.full_like(x, fill)
@@ -418,7 +418,7 @@ def canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
     same_sign = (gx * gy) >= 0              # OpenCV: s = (xs ^ ys) < 0 ? -1 : 1
 
     def m(dy: int, dx: int) -> torch.Tensor:
-        return _shift(mag, dy, dx, 0.0)
+        return shift(mag, dy, dx, 0.0)
 
     keep_h = (mag > m(0, -1)) & (mag >= m(0, 1))
     keep_v = (mag > m(-1, 0)) & (mag >= m(1, 0))

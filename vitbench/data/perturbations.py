@@ -180,15 +180,9 @@ def affine_inverse(h: int, w: int, angle: float = 0.0, scale: float = 1.0, shear
 
 def _translate(x: torch.Tensor, shift: int) -> torch.Tensor:
     """Shift right by ``shift`` pixels (left if negative), black fill (torchvision affine translate (shift, 0))."""
-    out = torch.zeros_like(x)
-    w = x.shape[-1]
-    if abs(shift) >= w:
-        return out
-    if shift >= 0:
-        out[..., shift:] = x[..., :w - shift]
-    else:
-        out[..., :w + shift] = x[..., -shift:]
-    return out
+    if abs(shift) >= x.shape[-1]:
+        return torch.zeros_like(x)
+    return ops.shift(x, 0, -shift, 0.0)
 
 
 def tilt_homography(h: int, w: int, degrees: float) -> torch.Tensor:
@@ -240,12 +234,12 @@ def _noise_frames(x: torch.Tensor, name: str, s: dict, n: int, gen: torch.Genera
     return frames
 
 
-def _zoom_frames(x: torch.Tensor, s: dict, n: int, crop: int | None) -> list[torch.Tensor]:
+def _zoom_frames(x: torch.Tensor, scales: list[float], crop: int | None) -> list[torch.Tensor]:
     h, w = x.shape[-2:]
     total = _centre_crop(x, crop).clone()
     frames = [total.clone()]
-    for i in range(1, n):
-        zoomed = _pil_affine(x, affine_inverse(h, w, scale=1 + s["scale_step"] * i))
+    for i in range(1, len(scales)):
+        zoomed = _pil_affine(x, affine_inverse(h, w, scale=scales[i]))
         total = total + _centre_crop(zoomed, crop)
         frames.append(total / (i + 1))
     return frames
@@ -290,7 +284,7 @@ def _frames(x: torch.Tensor, name: str, table: str, n: int, gen: torch.Generator
     if name in geometric:
         return [_centre_crop(geometric[name](p), crop) for p in params]
     if name == "zoom_blur":
-        return _zoom_frames(x, s, n, crop)
+        return _zoom_frames(x, params, crop)
     x = _centre_crop(x, crop)
     if name in NOISE_PERTURBATIONS:
         return _noise_frames(x, name, s, n, gen)

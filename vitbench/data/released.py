@@ -33,9 +33,6 @@ from vitbench.zoo.schema import Preprocessing
 
 SEVERITIES = (1, 2, 3, 4, 5)
 IMAGENET_C_SIZE = 224
-#: frames per released ImageNet-P / CIFAR-P sequence (translate has 41)
-P_FRAMES = 31
-P_FRAMES_TRANSLATE = 41
 
 
 # -- ImageNet-C / CIFAR-C ---------------------------------------------------------------------------------------

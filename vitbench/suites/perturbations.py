@@ -129,14 +129,14 @@ class PerturbationsSuite(Suite):
         noise = set(_module().NOISE_PERTURBATIONS)
         if config.source == "released":
             names = [sid.split("/", 1)[0] for sid in chunk.ids]
-            seqs = {None: chunk.x}                                             # (B, T, 3, S, S)
+            seqs = [(None, chunk.x)]                                           # (B, T, 3, S, S)
         else:
             names = None
-            seqs = {p: _module().perturbation_sequence(chunk.x, p, chunk.generator("perturbation", p),
-                                                       n_frames=_frames(p, chunk.x, config.n_frames))
-                    for p in config.perturbations}
+            seqs = ((p, _module().perturbation_sequence(chunk.x, p, chunk.generator("perturbation", p),
+                                                        n_frames=_frames(p, chunk.x, config.n_frames)))
+                    for p in config.perturbations)  # one sequence in memory at a time (18 GB at 224 px, B 100)
         records = [{"fp": {}, "t5d": {}} for _ in range(len(chunk.y))]
-        for key, x in seqs.items():
+        for key, x in seqs:
             logits = _frame_logits(model, x, ctx.batch_size)                    # (B, T, K)
             for i in range(len(chunk.y)):
                 p = names[i] if key is None else key
