@@ -130,6 +130,8 @@ class CorruptionsSuite(Suite):
         results = {c: [] for c in config.corruptions}
         released = _open(config) if config.source == "released" else None
         for c in config.corruptions:
+            if released is not None:
+                released.check(c)
             for s in config.severities:
                 x = self._images(released, chunk, config, ctx, c, s)
                 results[c].append((predict(model, x, bs).argmax(1) == chunk.y).tolist())
@@ -143,10 +145,8 @@ class CorruptionsSuite(Suite):
             return _names().corrupt(chunk.x, corruption, severity, generator=gen)
         prep = ctx.entry.preprocessing
         if config.kind == "cifar-c":
-            released.check(corruption)
             x = released.load(corruption, severity, chunk.start, chunk.stop, prep)
         else:
-            released.check(corruption)
             x = released.load(corruption, severity, chunk.ids, prep, authors_crop=config.preprocessing == "authors")
         return x.to(chunk.x.device)
 
@@ -177,8 +177,14 @@ class CorruptionsSuite(Suite):
 
 
 def _open(config: CorruptionsConfig):
+    return _open_root(config.root)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_root(root: str):
+    """One opened release per folder and process: chunks reuse its file listing and memory-mapped arrays."""
     from vitbench.data.released import open_released_c
-    return open_released_c(config.root)
+    return open_released_c(root)
 
 
 def corruption_metrics(records: Sequence[dict], config: CorruptionsConfig) -> dict[str, Metric]:
