@@ -167,7 +167,7 @@ def paired_forward(model: torch.nn.Module, x: torch.Tensor, x_hat: torch.Tensor,
     """Run [x; x_hat] through the model in 2b-batches (b = batch_size // 2) and collect per-layer statistics."""
     step = max(1, batch_size // 2)
     logits, change, attn = [], [], []
-    blocks = introspect.transformer_blocks(model)
+    blocks = model.blocks
     with torch.no_grad(), introspect.capture(model, attention=attention, reduce_block=relative_change,
                                              reduce_attention=row_cosine) as cap:
         for i in range(0, len(x), step):

@@ -10,7 +10,7 @@ Everything is restored on exit, also after an exception.
 What the attention maps are depends on the family: token-by-token maps (B, H, N, N) for ViT/DeiT/CaiT, channel-
 by-channel maps (B, H, D/H, D/H) for XCiT's cross-covariance attention (XCA). Window attention that folds windows
 into the batch ((B * windows, H, w^2, w^2)) is unfolded to (B, windows * H, w^2, w^2). Networks without a
-``blocks`` list (CNNs, Swin's ``layers``) have no blocks here: :func:`transformer_blocks` returns None.
+``blocks`` list (CNNs, Swin's ``layers``) have no blocks here: ``RobustModel.blocks`` is None.
 
 Captured tensors are passed through caller-given ``reduce`` functions inside the hooks, so a suite can turn each
 (2B, ...) map into a (B,) statistic at once instead of keeping every block's maps in memory.
@@ -21,10 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from vitbench.zoo.wrapper import RobustModel
 
 Reduce = Callable[[torch.Tensor], Any]
 
@@ -40,18 +43,6 @@ class Capture:
         """Forget the previous pass (call before each forward)."""
         self.blocks[:] = [None] * len(self.blocks)
         self.attention[:] = [None] * len(self.attention)
-
-
-def transformer_blocks(model: nn.Module) -> list[nn.Module] | None:
-    """The transformer blocks of a RobustModel or bare network, in order; None when it has no ``blocks`` list."""
-    blocks = getattr(model, "blocks", None)
-    if blocks is None and hasattr(model, "net"):
-        blocks = getattr(model.net, "blocks", None)
-    if isinstance(blocks, (nn.ModuleList, nn.Sequential)) and len(blocks) > 0:
-        return list(blocks)
-    if isinstance(blocks, list) and blocks and all(isinstance(b, nn.Module) for b in blocks):
-        return blocks
-    return None
 
 
 def attention_probe(block: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -79,12 +70,12 @@ def unfold_windows(maps: torch.Tensor, batch: int) -> torch.Tensor | None:
 
 
 @contextmanager
-def capture(model: nn.Module, *, attention: bool = True, reduce_block: Reduce = lambda t: t,
+def capture(model: RobustModel, *, attention: bool = True, reduce_block: Reduce = lambda t: t,
             reduce_attention: Reduce = lambda t: t) -> Iterator[Capture]:
     """Record every block's output (and attention probabilities) during forward passes inside the context.
 
     Args:
-        model: a RobustModel or a network with a ``blocks`` list.
+        model: a RobustModel (its ``blocks`` are hooked; none for CNNs).
         attention: also capture attention probabilities (disables fused attention inside the context).
         reduce_block: applied in the hook to each block output (B, ...); its result is stored.
         reduce_attention: applied to each attention map (B, H, Q, K) (window maps unfolded first).
@@ -93,7 +84,7 @@ def capture(model: nn.Module, *, attention: bool = True, reduce_block: Reduce = 
         A :class:`Capture` whose lists have one slot per block (None where nothing was captured). For a model
         without blocks both lists are empty.
     """
-    blocks = transformer_blocks(model) or []
+    blocks = model.blocks or []                           # a RobustModel's transformer blocks
     state = Capture([None] * len(blocks), [None] * len(blocks))
     handles, restore = [], []
     batch: list[int] = [0]
