@@ -6,7 +6,7 @@ per-layer stability); each takes stored runs and writes one PNG.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 from vitbench.store import RunRow
@@ -28,12 +28,14 @@ def save_figure(fig, out: Path, *, rect: tuple[float, float, float, float] = (0,
     return out
 
 
+def latest_runs(runs: Sequence[RunRow], suite: str, key: Callable[[RunRow], Hashable]) -> dict:
+    """The latest run of ``suite`` per ``key(run)`` (runs come oldest first: a later one replaces an earlier)."""
+    return {key(run): run for run in runs if run.suite == suite}
+
+
 def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
     """Robust accuracy vs eps, one line per (model, steps), from the latest pgd_sweep run of each model."""
-    latest: dict[str, RunRow] = {}
-    for run in runs:
-        if run.suite == "pgd_sweep":
-            latest[run.model] = run
+    latest = latest_runs(runs, "pgd_sweep", lambda run: run.model)
     if not latest:
         return None
     plt = pyplot()
@@ -52,11 +54,7 @@ def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
 
 
 def _latest_by_model(runs: Sequence[RunRow], suite: str) -> dict[str, RunRow]:
-    latest: dict[str, RunRow] = {}
-    for run in runs:
-        if run.suite == suite:
-            latest[f"{run.model} [{run.config.get('kind', run.config.get('source', ''))}]"] = run
-    return latest
+    return latest_runs(runs, suite, lambda run: f"{run.model} [{run.config.get('kind', run.config.get('source', ''))}]")
 
 
 def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:

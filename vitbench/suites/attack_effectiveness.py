@@ -179,11 +179,9 @@ class AttackEffectivenessSuite(Suite):
 
 def _latest(runs: Sequence) -> dict:
     """The latest attack_effectiveness run per (model, eps)."""
-    latest = {}
-    for run in runs:
-        if run.suite == AttackEffectivenessSuite.name and "oracle_loss" in run.metrics:
-            latest[(run.model, run.config["norm"], run.config["eps"])] = run
-    return latest
+    from vitbench.leaderboard.plots import latest_runs
+    return latest_runs([r for r in runs if "oracle_loss" in r.metrics], AttackEffectivenessSuite.name,
+                       lambda run: (run.model, run.config["norm"], run.config["eps"]))
 
 
 def _gap_percent(run, k: int) -> tuple[float, float]:

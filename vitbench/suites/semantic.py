@@ -273,10 +273,8 @@ class SemanticSuite(Suite):
                        metrics[f"{prefix}{j}]"].value, rank=80) for j in judges]
 
     def plots(self, runs, out_dir) -> list:
-        latest = {}
-        for run in runs:
-            if run.suite == self.name:
-                latest[(run.model, run.config["norm"], run.config["eps"])] = run
+        from vitbench.leaderboard.plots import latest_runs
+        latest = latest_runs(runs, self.name, lambda run: (run.model, run.config["norm"], run.config["eps"]))
         if not latest:
             return []
         out = Path(out_dir)
