@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,15 @@ class LabelSpace:
 
     name: str
     num_classes: int
+
+
+def decode_all(items: Sequence, convert: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """torch.stack of convert(item) for each item, in order; on DECODE_THREADS threads for 16 items or more
+    (image decoding and resizing release the GIL)."""
+    if len(items) >= 16:
+        with ThreadPoolExecutor(DECODE_THREADS) as pool:
+            return torch.stack(list(pool.map(convert, items)))
+    return torch.stack([convert(item) for item in items])
 
 
 class EvalDataset(ABC):
@@ -70,16 +80,8 @@ class EvalDataset(ABC):
             return tensor_resize(x, input_size=prep.input_size, crop_pct=prep.crop_pct,
                                  interpolation=prep.interpolation)
         pils = self._load_pil(start, stop)
-
-        def convert(img):
-            return pil_to_tensor(img, input_size=prep.input_size, crop_pct=prep.crop_pct,
-                                 interpolation=prep.interpolation)
-        if len(pils) >= 16:
-            with ThreadPoolExecutor(DECODE_THREADS) as pool:
-                tensors = list(pool.map(convert, pils))
-        else:
-            tensors = [convert(p) for p in pils]
-        return torch.stack(tensors)
+        return decode_all(pils, lambda img: pil_to_tensor(img, input_size=prep.input_size, crop_pct=prep.crop_pct,
+                                                          interpolation=prep.interpolation))
 
     def _load_arrays(self, start: int, stop: int) -> np.ndarray:
         raise NotImplementedError

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from vitbench.data import imagenet
-from vitbench.data.base import EvalDataset, LabelSpace, fingerprint_of
+from vitbench.data.base import EvalDataset, LabelSpace, decode_all, fingerprint_of
 from vitbench.data.files import _files_fingerprint, _from_files, _images_in, _list_class_folders
 from vitbench.data.specs import DatasetSpec, register_kind
 from vitbench.data.transforms import pil_to_tensor, tensor_resize
@@ -60,20 +60,20 @@ class ImageNetC:
         """(B, 3, S, S) images of the given ids. ``authors_crop``: center crop 224 only (the authors' protocol),
         then resize to the model's input size if it differs; otherwise the model's own preprocessing."""
         folder = self.root / corruption / str(severity)
-        out = []
-        for sample_id in ids:
-            path = folder / sample_id
+        paths = [folder / sample_id for sample_id in ids]
+        for path in paths:
             if not path.is_file():
                 raise DataError(f"ImageNet-C image {path} is missing; the clean set's ids must exist under "
                                 f"{folder}/<wnid>/ (is the clean set the ImageNet validation set?)")
+
+        def convert(path: Path) -> torch.Tensor:
             with Image.open(path) as img:
                 if authors_crop:
-                    out.append(pil_to_tensor(img, input_size=IMAGENET_C_SIZE, crop_pct=1.0, interpolation="bilinear",
-                                             resize=False))
-                else:
-                    out.append(pil_to_tensor(img, input_size=prep.input_size, crop_pct=prep.crop_pct,
-                                             interpolation=prep.interpolation))
-        x = torch.stack(out)
+                    return pil_to_tensor(img, input_size=IMAGENET_C_SIZE, crop_pct=1.0, interpolation="bilinear",
+                                         resize=False)
+                return pil_to_tensor(img, input_size=prep.input_size, crop_pct=prep.crop_pct,
+                                     interpolation=prep.interpolation)
+        x = decode_all(paths, convert)
         if authors_crop and prep.input_size != IMAGENET_C_SIZE:
             x = tensor_resize(x, input_size=prep.input_size, crop_pct=1.0, interpolation=prep.interpolation)
         return x
