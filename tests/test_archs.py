@@ -29,5 +29,8 @@ def test_adapter_on_a_non_xcit_is_refused():
 def test_light_recipe_xcit_m12_l12_shapes():
     """The 12-layer XCiT-M and -L of the light recipe (timm registers only the 24-layer ones)."""
     m = build_network("xcit_medium_12_p16_224", num_classes=1000)
-    assert len(m.blocks) == 12 and m.embed_dim == 512
+    assert len(m.blocks) == 12 and m.embed_dim == 512 and m.blocks[0].attn.num_heads == 8
     assert round(sum(p.numel() for p in m.parameters()) / 1e6) == 46  # the paper's 46M
+    large = build_network("xcit_large_12_p16_224", num_classes=1000)
+    assert len(large.blocks) == 12 and large.embed_dim == 768 and large.blocks[0].attn.num_heads == 16
+    assert round(sum(p.numel() for p in large.parameters()) / 1e6) == 104

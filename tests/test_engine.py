@@ -156,3 +156,16 @@ def test_suite_example_cap_selects_chunks_without_changing_the_key(tiny_zoo):
     assert open_store().done_chunks(first.eval_key) == {(0, 10), (10, 20)}
     second = engine.run(entry, data, full)
     assert second.n_examples == 30 and open_store().done_chunks(first.eval_key) == {(0, 10), (10, 20), (20, 30)}
+
+
+def test_a_rank_computes_only_its_own_chunks(tiny_zoo, monkeypatch):
+    """Under torchrun rank r takes chunks i % world == r and leaves aggregation to rank 0."""
+    from vitbench import engine as E
+    from vitbench.suites.clean import CleanConfig
+    monkeypatch.setattr(E, "dist_world", lambda: (1, 2))
+    monkeypatch.setattr(E, "_barrier", lambda: None)
+    engine = Engine(open_store(), Options(n_examples=40, chunk_size=10, device="cpu"))
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    job = SuiteRun("clean", CleanConfig())
+    assert engine.run(entry, data, job) is None
+    assert open_store().done_chunks(engine.key(entry, data, job)[0]) == {(10, 20), (30, 40)}

@@ -141,3 +141,23 @@ models:
     res = cli("analyze", "nullspace", "tiny-cnn.test", "--zoo", zoo)
     assert res.code == 2 and res.err.count("\n") == 1
     assert "'tiny-cnn.test'" in res.err and "no linear patch embedding" in res.err
+
+
+def test_nullspace_loss_is_clean_ce_plus_ce_under_the_token_noise():
+    """The training loss adds the cross-entropy of the model with delta added to its patch tokens."""
+    import torch.nn.functional as F
+
+    from vitbench.train.recipes import get_recipe
+    config = load_config("nullspace", sets=["warmup_epochs=0"])
+    recipe, model = get_recipe("nullspace"), _vit(8, 32)
+    state = recipe.setup(model, config, torch.device("cpu"))
+    state["noise"].delta.copy_(torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0)))
+    x, y = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 10
+    out = recipe.loss(model, x, y, 0, config, state)
+    smoothing = config.label_smoothing
+    with torch.no_grad():
+        clean = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+        with state["noise"].adding(state["noise"].delta):
+            noisy = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+    assert abs(float(noisy - clean)) > 1e-3              # the noise changes the loss, so the check can fail
+    assert torch.allclose(out.loss, clean + noisy, atol=1e-5)

@@ -174,3 +174,74 @@ def test_cifar_p_sequences_through_the_suite(cli, tiny_zoo, tmp_path):
     bad = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
               "--suite", "clean")
     assert bad.code == 2 and "perturbation sequences" in bad.err
+
+
+def test_imagenet_c_reads_each_severity_folder(cli, imagenet_zoo, imagenet_c, tmp_path):
+    """A head that says class 0 for black images and class 2 for noise: black fog/5 images (half of them class 0)
+    must give error 0.5 at severity 5 while severity 4 keeps the noise images' error 1."""
+    from safetensors.torch import load_file, save_file
+
+    from vitbench.zoo.load import load_model
+    from vitbench.zoo.schema import load_zoo
+    val, root = imagenet_c
+    for rel in val.rglob("*.JPEG"):
+        Image.fromarray(np.zeros((224, 224, 3), np.uint8)).save(root / "fog" / "5" / rel.relative_to(val))
+    model = load_model(load_zoo(imagenet_zoo).get("tiny-in.test")).model
+    seen = []
+    model.net.head.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0]))
+    with torch.no_grad():
+        model(torch.stack([torch.zeros(3, 224, 224), torch.rand(3, 224, 224)]))
+    d = seen[0][0] - seen[0][1]
+    w = load_file(str(tmp_path / "in.safetensors"))
+    w["head.weight"] = torch.zeros_like(w["head.weight"])
+    w["head.weight"][0], w["head.weight"][2] = d, -d
+    w["head.bias"] = torch.full((1000,), -1e4)
+    w["head.bias"][[0, 2]] = 0
+    save_file(w, str(tmp_path / "in.safetensors"))
+    preset = tmp_path / "c.yaml"
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [brightness, fog]\n")
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset,
+              "--json")
+    assert res.code == 0, res
+    m = json.loads(res.out)[0]["metrics"]
+    assert m["clean_accuracy"] == 0 and m["error/fog/4"] == 1.0 and m["error/fog/5"] == 0.5
+
+
+def test_imagenet_r_accuracy_is_over_its_200_classes_only(cli, imagenet_zoo, tmp_path):
+    """The largest logit is outside ImageNet-R's classes: masked, the prediction is its first class."""
+    from safetensors.torch import load_file, save_file
+    indices, expected = shift_classes("imagenet-r")
+    root = tmp_path / "imagenet-r"
+    for i, w in enumerate(expected):
+        if i < 4:
+            _jpeg(root / w / "x.jpg", i)
+        else:
+            (root / w).mkdir(parents=True)
+    weights = load_file(str(tmp_path / "in.safetensors"))
+    outside = next(c for c in range(1000) if c not in indices)
+    weights["head.bias"] = torch.zeros(1000)
+    weights["head.bias"][outside], weights["head.bias"][indices[0]] = 1e3, 5e2
+    save_file(weights, str(tmp_path / "in.safetensors"))
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-r:{root}", "--suite",
+              "natural_shift", "--json")
+    assert res.code == 0, res
+    m = json.loads(res.out)[0]["metrics"]
+    assert m["accuracy"] == 0.25 and m["mean_confidence"] == 1.0   # 1 of 4 images is of class indices[0]
+
+
+def test_cifar_p_flip_probability_follows_the_frames(cli, tiny_zoo, tmp_path):
+    """Every frame a different image: the suite's flip probability is the one of the model's own predictions."""
+    from vitbench.suites.perturbations import flip_probability
+    from vitbench.zoo.load import load_model
+    from vitbench.zoo.schema import load_zoo
+    seq = np.random.default_rng(1).integers(0, 256, (3, 31, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "brightness.npy", seq)
+    res = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
+              "--suite", "perturbations", "--json")
+    assert res.code == 0, res
+    model = load_model(load_zoo(tiny_zoo).get("tiny-vit.test")).model
+    with torch.no_grad():
+        preds = model(torch.from_numpy(seq).flatten(0, 1).permute(0, 3, 1, 2).float() / 255).argmax(1).view(3, 31)
+    expected = sum(flip_probability(p.tolist(), noise=False) for p in preds) / 3
+    assert expected > 0 and json.loads(res.out)[0]["metrics"]["fp/brightness"] == pytest.approx(expected)

@@ -10,12 +10,9 @@ from vitbench.train.loop import train
 from vitbench.train.recipes import get_recipe
 from vitbench.train.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
 from vitbench.zoo.wrapper import RobustModel
-from conftest import train_interrupted_then_resumed
+from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 
-
-
-TINY = {"arch": "vit_tiny_patch16_224",
-        "arch_args": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}}
+TINY = {"arch": "vit_tiny_patch16_224", "arch_args": dict(TINY_VIT_ARGS)}
 
 
 def _vit(seed: int = 0) -> RobustModel:

@@ -14,14 +14,12 @@ from vitbench.train.recipes import get_recipe
 from vitbench.train.recipes import trades as trades_mod
 from vitbench.train.recipes.trades import kl_clean_adv, trades_attack
 from vitbench.zoo.wrapper import RobustModel
-
-
+from conftest import TINY_VIT_ARGS
 
 
 def _vit(seed: int = 0) -> RobustModel:
     torch.manual_seed(seed)
-    net = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8, depth=2,
-                            embed_dim=32, num_heads=2)
+    net = timm.create_model("vit_tiny_patch16_224", num_classes=10, **TINY_VIT_ARGS)
     return RobustModel(net, mean=(0.5,) * 3, std=(0.5,) * 3, name="tiny", num_classes=10, input_size=32)
 
 
