@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	# torch and torchvision in one resolution, so pip picks a matching pair (never the CPU-only local wheel
-	# next to a CUDA torchvision: see README, "Installation notes")
+	# next to a CUDA torchvision: see docs/installation.md)
 	$(PY) -m pip install --quiet -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) scripts/check_install.py
 	@touch $(STAMP)

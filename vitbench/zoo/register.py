@@ -17,7 +17,7 @@ from vitbench.zoo.sources import BUNDLED_WEIGHTS
 log = logging.getLogger(__name__)
 
 DATASET_CLASSES = {"imagenet": 1000, "cifar10": 10, "cifar100": 100, "digits": 10}
-_HEADER = "# vitbench model zoo (schema: see README, 'Zoo schema')\nversion: 1\nmodels:\n"
+_HEADER = "# vitbench model zoo (schema: see docs/zoo.md, 'Zoo schema')\nversion: 1\nmodels:\n"
 
 
 def default_preprocessing(arch: str, arch_args: dict) -> Preprocessing:

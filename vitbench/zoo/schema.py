@@ -2,7 +2,7 @@
 
 A zoo file is YAML with a ``version`` and a ``models`` mapping from entry name to entry. The bundled zoo ships
 inside the package; a user zoo (``--zoo``, ``VITBENCH_ZOO`` or ``./model_zoo.yaml``) overlays it: an entry of the
-same name in the user zoo replaces the bundled one. Every key is documented in the README ("Zoo schema").
+same name in the user zoo replaces the bundled one. Every key is documented in docs/zoo.md ("Zoo schema").
 """
 
 from __future__ import annotations
