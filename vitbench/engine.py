@@ -26,6 +26,7 @@ from vitbench import __version__
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
 from vitbench.errors import DataError, VitbenchError
+from vitbench.label_spaces import LABEL_SPACES
 from vitbench.store import Store
 from vitbench.suites import get_suite
 from vitbench.suites.base import Chunk, Column, Context, Metric
@@ -35,7 +36,6 @@ from vitbench.zoo.schema import ZooEntry
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 100
-KNOWN_LABEL_SPACES = ("digits", "imagenet", "cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,13 @@ def provenance(device: torch.device) -> dict:
 def check_labels(entry: ZooEntry, dataset: EvalDataset) -> None:
     """Refuse to evaluate a model on data whose labels it does not predict."""
     space = dataset.label_space
-    if entry.dataset in KNOWN_LABEL_SPACES and space.name in KNOWN_LABEL_SPACES and entry.dataset != space.name:
+    known = LABEL_SPACES.get(entry.dataset)
+    if known is not None and space.name in LABEL_SPACES and entry.dataset != space.name:
         raise DataError(f"model {entry.name} predicts {entry.dataset} labels but {dataset.spec!r} has "
                         f"{space.name} labels: pick a model trained for {space.name}")
+    if known is not None and entry.num_classes != known.num_classes:
+        raise DataError(f"model {entry.name} declares {entry.num_classes} classes but its dataset {entry.dataset} "
+                        f"has {known.num_classes}: fix num_classes in {entry.origin or 'its zoo entry'}")
     if space.num_classes > entry.num_classes:
         raise DataError(f"{dataset.spec!r} has {space.num_classes} classes but model {entry.name} predicts "
                         f"{entry.num_classes}")

@@ -64,6 +64,8 @@ class RunRow:
     created: str
     seconds: float
     cached: bool
+    model_fingerprint: str = ""  # weights + input pipeline: which version of the model the run belongs to
+    weights_sha256: str | None = None
 
 
 class Store:
@@ -205,19 +207,21 @@ class Store:
 
     def runs(self, *, model: str | None = None, suite: str | None = None) -> list[RunRow]:
         """All runs (oldest first), optionally for one model or suite."""
-        query, args = "SELECT * FROM runs", []
-        where = []
+        query = ("SELECT runs.*, evals.model_fingerprint, evals.weights_sha256 FROM runs "
+                 "LEFT JOIN evals ON evals.eval_key = runs.eval_key")
+        where, args = [], []
         if model:
-            where.append("model=?")
+            where.append("runs.model=?")
             args.append(model)
         if suite:
-            where.append("suite=?")
+            where.append("runs.suite=?")
             args.append(suite)
         if where:
             query += " WHERE " + " AND ".join(where)
-        rows = self._run(lambda: self._db.execute(query + " ORDER BY run_id", args).fetchall())
+        rows = self._run(lambda: self._db.execute(query + " ORDER BY runs.run_id", args).fetchall())
         return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], json.loads(r[10]),
-                       json.loads(r[11]), json.loads(r[12]), r[13], r[14], bool(r[15])) for r in rows]
+                       json.loads(r[11]), json.loads(r[12]), r[13], r[14], bool(r[15]), r[16] or "", r[17])
+                for r in rows]
 
 
 def open_store(path: Path | None = None, *, timeout: float | None = None) -> Store:

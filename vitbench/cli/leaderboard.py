@@ -20,6 +20,8 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--compare", metavar="REF", help="merge with a reference leaderboard (see `vitbench list references`)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="with --compare: show local rows evaluated under another setup, flagged")
+    p.add_argument("--all-versions", action="store_true",
+                   help="also show results of weights the zoo entry no longer has, as rows NAME@SHA")
     p.add_argument("--card", metavar="NAME", help="write a RobustBench model_info JSON card for a model")
     p.add_argument("--plot", metavar="DIR", type=Path, help="write plots (PNG) into DIR")
     p.add_argument("--out", type=Path, help="write the table or card to a file instead of stdout")
@@ -37,21 +39,25 @@ def _emit(text: str, out: Path | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitbench.errors import VitbenchError
-    from vitbench.leaderboard.tables import build_rows, render
+    from vitbench.leaderboard.tables import build_rows, current_runs, render
     from vitbench.store import open_store
+    from vitbench.zoo.identity import current_fingerprint
 
     fmt = "json" if args.json else args.format
     store = open_store()
     runs = store.runs()
-    rows = build_rows(runs, data=args.data, norm=args.norm, eps=args.eps, models=args.models)
+    zoo = load_zoo(args)
+    current = {name: current_fingerprint(zoo, name) for name in {r.model for r in runs}}
+    rows = build_rows(runs, data=args.data, norm=args.norm, eps=args.eps, models=args.models, current=current,
+                      all_versions=args.all_versions)
     if args.card:
         from vitbench.leaderboard.cards import card_json
-        entry = load_zoo(args).get(args.card)
+        entry = zoo.get(args.card)
         _emit(card_json(entry, rows), args.out)
         return 0
     if args.plot:
         from vitbench.suites import suites
-        selected = [r for r in runs if (not args.models or r.model in args.models)
+        selected = [r for r in current_runs(runs, current) if (not args.models or r.model in args.models)
                     and (args.data is None or args.data in (r.dataset, r.label_space))]
         for name, suite in sorted(suites().items()):
             for path in suite.plots([r for r in selected if r.suite == name], args.plot):
@@ -59,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         from vitbench.leaderboard.references import compare, load_reference, render_comparison
         ref = load_reference(args.compare)
-        zoo = load_zoo(args)
         published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
                      if e.provenance.robustbench_name}
         _emit(render_comparison(compare(rows, ref, allow_mismatch=args.allow_mismatch, published=published), fmt),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vitbench.cli._common import add_threat_args, load_zoo
 
@@ -58,16 +59,21 @@ def _threat(entry) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
+
+    from vitbench.zoo import schema
     zoo = load_zoo(args)
+    bundled = schema.read_zoo_file(schema.BUNDLED_ZOO)
     rows = []
     for name in zoo.names():
         e = zoo.entries[name]
+        origin = "bundled" if Path(e.origin).resolve() == schema.BUNDLED_ZOO.resolve() else (
+            "user, shadows bundled" if name in bundled else "user")
         published = next((p for p in e.published if p.metric == "autoattack"), None)
         rows.append([name, e.arch, e.dataset, _threat(e), e.provenance.recipe or "",
                      "" if published is None else f"{100 * published.value:.2f}", e.weights.source.split(":")[0]
-                     if ":" in e.weights.source and not e.weights.source.startswith("/") else "file"])
-    print(tabulate(rows, headers=["name", "arch", "dataset", "threat", "recipe", "published AA (%)", "source"],
-                   tablefmt="github", disable_numparse=True))
+                     if ":" in e.weights.source and not e.weights.source.startswith("/") else "file", origin])
+    print(tabulate(rows, headers=["name", "arch", "dataset", "threat", "recipe", "published AA (%)", "source",
+                                  "zoo"], tablefmt="github", disable_numparse=True))
     return 0
 
 
@@ -113,16 +119,17 @@ def cmd_register(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from vitbench.errors import ConfigError
-    from vitbench.zoo.register import DATASET_CLASSES, append_entry, default_preprocessing, prepare, source_for
-    from vitbench.zoo.schema import (NAME_RE, Provenance, ThreatSpec, Weights, ZooEntry, user_zoo_path)
+    from vitbench.zoo.register import (append_entry, check_classes, default_preprocessing, input_warnings, prepare,
+                                       source_for, writable_zoo)
+    from vitbench.zoo import schema
+    from vitbench.zoo.schema import NAME_RE, Provenance, ThreatSpec, Weights, ZooEntry, user_zoo_path
 
     if not NAME_RE.match(args.name):
         raise ConfigError(f"name {args.name!r} may use letters, digits and . _ + - only")
     zoo_file = user_zoo_path(getattr(args, "zoo", None))
+    writable_zoo(zoo_file)  # refuse the bundled zoo before any work
     arch_args = _parse_arch_args(args.arch_arg)
-    num_classes = args.num_classes or DATASET_CLASSES.get(args.dataset)
-    if num_classes is None:
-        raise ConfigError(f"--num-classes is needed for dataset {args.dataset!r}")
+    num_classes = check_classes(args.dataset, args.num_classes)
     prep = default_preprocessing(args.arch, arch_args)
     overrides = {k: v for k, v in {"input_size": args.input_size, "interpolation": args.interpolation,
                                    "crop_pct": args.crop_pct, "mean": tuple(args.mean) if args.mean else None,
@@ -143,9 +150,14 @@ def cmd_register(args: argparse.Namespace) -> int:
             provenance=Provenance(paper=args.paper, url=args.url), origin=str(zoo_file))
     except ValueError as exc:
         raise ConfigError(f"register {args.name}: {exc}") from None
+    for warning in input_warnings(entry):
+        print(f"vitbench: warning: {warning}", file=sys.stderr)
     entry = prepare(entry)
     append_entry(zoo_file, entry, replace_existing=args.force)
     print(f"registered {entry.name} in {zoo_file} (sha256 {entry.weights.sha256 or 'n/a'})")
+    if entry.name in schema.read_zoo_file(schema.BUNDLED_ZOO):
+        print(f"vitbench: note: {entry.name} shadows the bundled entry of the same name: with this zoo file, "
+              f"`{entry.name}` means the model just registered", file=sys.stderr)
     return 0
 
 

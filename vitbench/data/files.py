@@ -7,7 +7,6 @@ integer label column.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import datasets
@@ -18,9 +17,9 @@ from vitbench.data import imagenet
 from vitbench.data.base import EvalDataset, LabelSpace, fingerprint_of
 from vitbench.data.specs import DatasetSpec, register_kind
 from vitbench.errors import DataError
+from vitbench.label_spaces import num_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
-KNOWN_LABEL_SPACES = {"digits": 10, "imagenet": 1000, "cifar10": 10, "cifar100": 100}
 
 
 class TableDataset(EvalDataset):
@@ -76,8 +75,7 @@ def _label_space(spec: DatasetSpec, table: datasets.Dataset, label_col: str, def
     else:
         n = int(max(table[label_col])) + 1 if len(table) else 0
     name = declared or default
-    if name in KNOWN_LABEL_SPACES:
-        n = KNOWN_LABEL_SPACES[name]
+    n = num_classes(name) or n
     return LabelSpace(name, n)
 
 
@@ -97,8 +95,20 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _files_fingerprint(kind: str, root: Path, rel_paths: list[str], extra: object = None) -> str:
-    sizes = [os.path.getsize(root / r) for r in rel_paths]
-    return fingerprint_of(kind, rel_paths, sizes, extra)
+    """A fingerprint of the files' names and contents (sha256 of every file, through the stat cache): an image
+    changed in place, even to the same size and mtime, gives another fingerprint and so another evaluation key."""
+    from vitbench.hashing import files_sha256
+    return fingerprint_of(kind, rel_paths, files_sha256([root / r for r in rel_paths]), extra)
+
+
+def _table_files_fingerprint(kind: str, table: datasets.Dataset, *extra: object) -> str:
+    """A fingerprint of the arrow files behind a ``datasets`` table (their contents, not datasets' own
+    fingerprint, which a ``save_to_disk`` folder keeps in a JSON file that survives edits to the data)."""
+    from vitbench.hashing import files_sha256
+    files = sorted(f["filename"] for f in table.cache_files)
+    if not files:  # an in-memory table: its fingerprint is all there is
+        return fingerprint_of(kind, table._fingerprint, *extra)
+    return fingerprint_of(kind, [Path(f).name for f in files], files_sha256([Path(f) for f in files]), *extra)
 
 
 def _from_files(root: Path, rel: list[str], labels: list[int], *, spec: str, space: LabelSpace,
@@ -121,7 +131,7 @@ def open_folder(spec: DatasetSpec) -> TableDataset:
     if not rel:
         raise DataError(f"dataset {spec.text!r}: no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}/<class>/")
     name = spec.option("labels") or f"folder:{fingerprint_of(classes)[:8]}"
-    n = KNOWN_LABEL_SPACES.get(name, len(classes))
+    n = num_classes(name) or len(classes)
     return _from_files(root, rel, labels, spec=spec.text, space=LabelSpace(name, n),
                        fingerprint=_files_fingerprint("folder", root, rel, classes))
 
@@ -179,8 +189,8 @@ def open_parquet(spec: DatasetSpec) -> TableDataset:
         table = datasets.Dataset(pq.read_table(path))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise DataError(f"dataset {spec.text!r}: {path} is not a readable parquet file ({type(exc).__name__})") from None
-    from vitbench.zoo.sources import cached_sha256
-    return _table_dataset(spec, table, fingerprint_of("parquet", cached_sha256(path), spec.options), path.stem)
+    from vitbench.hashing import file_sha256
+    return _table_dataset(spec, table, fingerprint_of("parquet", file_sha256(path), spec.options), path.stem)
 
 
 @register_kind("arrow", "local arrow file or a datasets save_to_disk folder",
@@ -199,7 +209,7 @@ def open_arrow(spec: DatasetSpec) -> TableDataset:
         if split not in table:
             raise DataError(f"dataset {spec.text!r}: no split {split!r} (splits: {', '.join(table)})")
         table = table[split]
-    return _table_dataset(spec, table, fingerprint_of("arrow", table._fingerprint, spec.options), path.stem)
+    return _table_dataset(spec, table, _table_files_fingerprint("arrow", table, spec.options), path.stem)
 
 
 @register_kind("hf", "Hugging Face hub dataset ORG/NAME (needs network)",
@@ -213,4 +223,4 @@ def open_hub(spec: DatasetSpec) -> TableDataset:
         raise DataError(f"dataset {spec.text!r}: cannot load {spec.location} split {split} from the hub "
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
     default = spec.location.split("/")[-1].lower()
-    return _table_dataset(spec, table, fingerprint_of("hf", spec.location, split, table._fingerprint), default)
+    return _table_dataset(spec, table, _table_files_fingerprint("hf", table, spec.location, split), default)

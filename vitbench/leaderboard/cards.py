@@ -21,7 +21,7 @@ def card(entry: ZooEntry, rows: Sequence[Row]) -> dict:
     Raises:
         VitbenchError: when the model has no AutoAttack result in the store.
     """
-    candidates = [r for r in rows if r.model == entry.name and r.threat is not None and r.headline is not None]
+    candidates = [r for r in rows if r.model == entry.name and r.current and r.threat is not None and r.headline is not None]
     if not candidates:
         raise VitbenchError(f"no AutoAttack result for {entry.name} in the store: run "
                             f"`vitbench bench {entry.name} --preset standard --data ...` first")

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from tabulate import tabulate
@@ -31,7 +31,7 @@ PGD_VS_AA_TOLERANCE = 0.005
 
 @dataclass
 class Row:
-    """One leaderboard row: a model under one setup, with its columns and flags."""
+    """One leaderboard row: one version of a model (its weights and input pipeline) under one setup."""
 
     model: str
     dataset: str
@@ -41,6 +41,14 @@ class Row:
     cells: dict[str, Column] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     runs: list[int] = field(default_factory=list)
+    fingerprint: str = ""
+    weights_sha256: str | None = None
+    current: bool = True
+
+    @property
+    def name(self) -> str:
+        """The model's name, with the short weights sha256 appended for a version the zoo no longer holds."""
+        return self.model if self.current else f"{self.model}@{(self.weights_sha256 or self.fingerprint)[:8]}"
 
     @property
     def headline(self) -> Column | None:
@@ -49,8 +57,12 @@ class Row:
         marked = sorted((c for c in self.cells.values() if c.headline), key=lambda c: (c.rank, c.label))
         if marked:
             return marked[0]
-        robust = sorted((c for c in self.cells.values() if c.rank >= 20 and c.rank < 40), key=lambda c: c.rank)
+        robust = sorted((c for c in self.robust_columns()), key=lambda c: c.rank)
         return robust[0] if robust else self.cells.get("Clean")
+
+    def robust_columns(self) -> list[Column]:
+        """Robust-accuracy columns measured on the row's own examples (no ``[n=...]`` label)."""
+        return [c for c in self.cells.values() if (c.headline or 20 <= c.rank < 40) and "[n=" not in c.label]
 
     def threat_label(self) -> str:
         if self.threat is None:
@@ -60,11 +72,30 @@ class Row:
 
 
 def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
-    """The latest run per (model, data, n, suite, config)."""
+    """The latest run per (model version, data, n, suite, config)."""
     latest: dict[tuple, RunRow] = {}
     for run in runs:
-        latest[(run.model, run.data_fingerprint, run.n_examples, run.suite, _config.canonical_json(run.config))] = run
+        latest[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, run.suite,
+                _config.canonical_json(run.config))] = run
     return sorted(latest.values(), key=lambda r: r.run_id)
+
+
+def current_versions(runs: Sequence[RunRow], current: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The version (model fingerprint) shown as each model: the zoo's current one where known, else the version
+    of the model's latest run."""
+    out: dict[str, str] = {}
+    for run in sorted(runs, key=lambda r: r.run_id):
+        out[run.model] = run.model_fingerprint
+    for name, fp in (current or {}).items():
+        if fp is not None and name in out:
+            out[name] = fp
+    return out
+
+
+def current_runs(runs: Sequence[RunRow], current: Mapping[str, str | None] | None = None) -> list[RunRow]:
+    """The runs of each model's current version only (for plots and cards)."""
+    versions = current_versions(runs, current)
+    return [r for r in runs if r.model_fingerprint == versions[r.model]]
 
 
 def _rebuild(run: RunRow):
@@ -76,11 +107,20 @@ def _rebuild(run: RunRow):
 
 
 def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | None = None,
-               eps: float | None = None, models: Sequence[str] | None = None) -> list[Row]:
-    """Group stored runs into leaderboard rows (see the module docstring)."""
+               eps: float | None = None, models: Sequence[str] | None = None,
+               current: Mapping[str, str | None] | None = None, all_versions: bool = False) -> list[Row]:
+    """Group stored runs into leaderboard rows (see the module docstring).
+
+    Args:
+        current: model name -> fingerprint of the version the zoo holds now (None where unknown); runs of other
+            versions (replaced weights or preprocessing) are left out, or with ``all_versions`` shown as rows of
+            their own named ``NAME@SHA8``.
+    """
+    versions = current_versions(runs, current)
     selected = [r for r in _latest(runs)
                 if (data is None or data in (r.dataset, r.label_space))
-                and (not models or r.model in models)]
+                and (not models or r.model in models)
+                and (all_versions or r.model_fingerprint == versions[r.model])]
     rows: dict[tuple, Row] = {}
     floating = []
     for run in selected:
@@ -89,15 +129,15 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
         if threat is None:
             floating.append((run, suite, config, metrics))
             continue
-        row = rows.setdefault((run.model, run.data_fingerprint, run.n_examples, threat),
-                              Row(run.model, run.dataset, run.label_space, run.n_examples, threat))
+        row = rows.setdefault((run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, threat),
+                              _new_row(run, threat, versions))
         _add(row, run, suite.columns(config, metrics))
     floating.sort(key=lambda t: (t[1].aux, t[0].suite == "clean"))
     for run, suite, config, metrics in floating:
         targets = _targets(rows, run, suite)
         if not targets:
-            row = Row(run.model, run.dataset, run.label_space, run.n_examples, None)
-            rows[(run.model, run.data_fingerprint, run.n_examples, None)] = row
+            row = _new_row(run, None, versions)
+            rows[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, None)] = row
             targets = [row]
         for row in targets:
             _add(row, run, _labelled(suite.columns(config, metrics), run, row))
@@ -107,22 +147,27 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
     return sorted(out, key=_sort_key)
 
 
+def _new_row(run: RunRow, threat, versions: Mapping[str, str]) -> Row:
+    return Row(run.model, run.dataset, run.label_space, run.n_examples, threat, fingerprint=run.model_fingerprint,
+               weights_sha256=run.weights_sha256, current=run.model_fingerprint == versions[run.model])
+
+
 def _targets(rows: dict, run: RunRow, suite) -> list[Row]:
-    """The rows a run without its own threat model joins: those of the same model, data and example count; else
-    those of the same model and data (any count); for corruption / shift / perturbation suites, every row of the
-    model on that label space."""
+    """The rows of the same model version a run without its own threat model joins: those of the same data and
+    example count; else those of the same data (any count); for corruption / shift / perturbation suites, every row
+    of the model version on that label space."""
+    mine = {key: row for key, row in rows.items() if key[:2] == (run.model, run.model_fingerprint)}
     if suite.aux:
-        return [row for row in rows.values() if (row.model, row.label_space) == (run.model, run.label_space)]
-    exact = [row for (m, fp, n, _), row in rows.items() if (m, fp, n) == (run.model, run.data_fingerprint, run.n_examples)]
-    return exact or [row for (m, fp, _, _), row in rows.items() if (m, fp) == (run.model, run.data_fingerprint)]
+        return [row for row in mine.values() if row.label_space == run.label_space]
+    exact = [row for (_, _, fp, n, _), row in mine.items() if (fp, n) == (run.data_fingerprint, run.n_examples)]
+    return exact or [row for (_, _, fp, _, _), row in mine.items() if fp == run.data_fingerprint]
 
 
 def _labelled(columns: Sequence[Column], run: RunRow, row: Row) -> list[Column]:
-    """Columns measured on another example count than the row's say so: "Semantic score ... [n=100]"."""
+    """Columns measured on another number of examples than the row's carry their own: "Clean [n=500]"."""
     if run.n_examples == row.n_examples:
         return list(columns)
-    return [replace(c, label=f"{c.label} [n={run.n_examples}]") for c in columns
-            if c.label != "Clean"]  # clean accuracy of a capped run is not the row's clean accuracy
+    return [replace(c, label=f"{c.label} [n={run.n_examples}]", headline=False) for c in columns]
 
 
 def _add(row: Row, run: RunRow, columns: Sequence[Column]) -> None:
@@ -143,13 +188,21 @@ def _threat_matches(row: Row, norm: str | None, eps: float | None) -> bool:
 
 
 def _cross_checks(row: Row) -> list[str]:
-    """PGD reaching lower accuracy than AutoAttack at the same eps means the AutoAttack run was too weak."""
+    """Consistency checks between the columns of a row (all measured on the same examples of one model version):
+    PGD reaching lower accuracy than AutoAttack at the same eps means the AutoAttack run was too weak; a robust
+    accuracy above the clean accuracy is impossible for a deterministic model and means the numbers do not fit."""
+    flags = []
+    clean = row.cells.get("Clean")
+    if clean is not None and any(c.value > clean.value + 1e-9 for c in row.robust_columns()):
+        flags.append("robust-above-clean")
     head = next((c for c in row.cells.values() if c.headline), None)
     if head is None or row.threat is None:
-        return []
+        return flags
     label = head.label.split(" ", 1)[1] if " " in head.label else ""
     pgd = [c for c in row.cells.values() if c.label.startswith("PGD-") and c.label.endswith(" " + label)]
-    return ["pgd-beats-autoattack"] if any(c.value < head.value - PGD_VS_AA_TOLERANCE for c in pgd) else []
+    if any(c.value < head.value - PGD_VS_AA_TOLERANCE for c in pgd):
+        flags.append("pgd-beats-autoattack")
+    return flags
 
 
 def _group(row: Row) -> tuple:
@@ -161,7 +214,7 @@ def _group(row: Row) -> tuple:
 
 def _sort_key(row: Row):
     head = row.headline
-    return _group(row) + (-(head.value if head else 0.0), row.model)
+    return _group(row) + (-(head.value if head else 0.0), row.name)
 
 
 def ranks(rows: Sequence[Row]) -> list[int | None]:
@@ -212,7 +265,8 @@ def _cell(col: Column | None) -> str:
 
 def to_records(rows: Sequence[Row]) -> list[dict]:
     """Rows as plain dicts with float fractions (the JSON output)."""
-    return [{"rank": rank, "model": r.model, "dataset": r.dataset, "n_examples": r.n_examples,
+    return [{"rank": rank, "model": r.name, "dataset": r.dataset, "n_examples": r.n_examples,
+             "weights_sha256": r.weights_sha256, "model_fingerprint": r.fingerprint, "current": r.current,
              "threat_model": None if r.threat is None else {"norm": r.threat[0], "eps": r.threat[1]},
              "headline": None if r.headline is None else r.headline.label,
              "metrics": {label: col.value for label, col in r.cells.items()}, "flags": r.flags, "runs": r.runs}
@@ -222,7 +276,7 @@ def to_records(rows: Sequence[Row]) -> list[dict]:
 def _table(rows: Sequence[Row], labels: Sequence[str]) -> tuple[list[str], list[list]]:
     percent = {lab: next(r.cells[lab].percent for r in rows if lab in r.cells) for lab in labels}
     header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if percent[lab] else lab for lab in labels]
-    body = [["-" if rank is None else rank, row.model, row.dataset, row.n_examples, row.threat_label()]
+    body = [["-" if rank is None else rank, row.name, row.dataset, row.n_examples, row.threat_label()]
             + [_cell(row.cells.get(lab)) for lab in labels] for rank, row in zip(ranks(rows), rows)]
     return header, body
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vitbench._config import stable_hash
 from vitbench.errors import CheckpointError
 from vitbench.zoo import sources
 from vitbench.zoo.archs import build_network
 from vitbench.zoo.checkpoint import extract_state_dict, load_into, read_checkpoint
+from vitbench.zoo.identity import model_fingerprint
 from vitbench.zoo.schema import ZooEntry
 from vitbench.zoo.wrapper import RobustModel
 
@@ -53,13 +53,6 @@ def state_dict_sha256(net: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def model_fingerprint(entry: ZooEntry, weights_sha256: str) -> str:
-    """What identifies a model's behaviour: weights, architecture and the input pipeline."""
-    return stable_hash({"weights": weights_sha256, "arch": entry.arch, "arch_args": entry.arch_args,
-                        "adapter": entry.adapter, "num_classes": entry.num_classes,
-                        "preprocessing": entry.preprocessing})
 
 
 def weights_identity(entry: ZooEntry) -> tuple[str, str] | None:

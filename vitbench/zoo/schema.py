@@ -268,4 +268,6 @@ def load_zoo(user: str | os.PathLike | None = None, *, require_user: bool = Fals
             entries.update(read_zoo_file(path))
     elif user and require_user:
         raise ConfigError(f"zoo file {path} does not exist: check the path given to --zoo")
+    elif not user and os.environ.get("VITBENCH_ZOO"):
+        raise ConfigError(f"zoo file {path} named by VITBENCH_ZOO does not exist: fix or unset VITBENCH_ZOO")
     return Zoo(entries, path)

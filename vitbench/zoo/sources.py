@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitbench._fs import atomic_write_text
 from vitbench.errors import CheckpointError
+from vitbench.hashing import file_sha256, sha256_file  # noqa: F401 - sha256_file is part of this module's API
 from vitbench.paths import home, package_file, weights_cache
 
 log = logging.getLogger(__name__)
@@ -42,37 +43,9 @@ class Resolved:
     trust: str  # "pinned" (sha256 in the entry), "tofu" (recorded on first use), "local" (hashed now)
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_sha256(path: Path) -> str:
-    """sha256 of ``path``, memoised in a sidecar keyed by size and mtime (large checkpoints hash once)."""
-    stat = path.stat()
-    side = _sidecar(path)
-    try:
-        meta = json.loads(side.read_text())
-        if meta["size"] == stat.st_size and meta["mtime_ns"] == stat.st_mtime_ns:
-            return meta["sha256"]
-    except (OSError, ValueError, KeyError):
-        pass
-    digest = sha256_file(path)
-    try:
-        side.parent.mkdir(parents=True, exist_ok=True)
-        side.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}))
-    except OSError:
-        pass
-    return digest
-
-
-def _sidecar(path: Path) -> Path:
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
-    return home() / "hashes" / f"{key}.json"
+    """sha256 of ``path`` through the stat cache keyed like git's index (see :mod:`vitbench.hashing`)."""
+    return file_sha256(path)
 
 
 def is_remote(source: str) -> bool:
@@ -125,20 +98,6 @@ def record_sha256(source: str, sha256: str, entry: str) -> None:
         data = {}
     data[source] = {"sha256": sha256, "entry": entry, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file via a temporary sibling and a rename: readers never see half a file."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- downloads ------------------------------------------------------------------------------------------------
