@@ -33,8 +33,7 @@ def _items(what: str) -> list[tuple[str, str]]:
     if what == "references":
         from vitbench.leaderboard.references import load_reference, reference_names
         return [(n, load_reference(n).title) for n in reference_names()]
-    from vitbench.data.specs import KINDS, _load_kinds
-    _load_kinds()
+    from vitbench.data.specs import KINDS
     return [(k.name + (":PATH" if k.needs_location else ""),
              k.summary + (f" [options: {', '.join(k.options)}]" if k.options else ""))
-            for k in sorted(KINDS.values(), key=lambda k: k.name)]
+            for k in sorted(KINDS.all().values(), key=lambda k: k.name)]

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vitbench.data.base import EvalDataset
-from vitbench.errors import ConfigError, DataError, unknown
+from vitbench.errors import ConfigError, DataError
+from vitbench.registry import Registry
 
 Opener = Callable[["DatasetSpec"], EvalDataset]
 
@@ -35,13 +36,14 @@ class Kind:
     options: tuple[str, ...] = ()
 
 
-KINDS: dict[str, Kind] = {}
+#: every dataset kind, registered by the modules of vitbench.data that define one
+KINDS: Registry[Kind] = Registry("dataset kind", "vitbench.data")
 
 
 def register_kind(name: str, summary: str, *, needs_location: bool = True,
                   options: tuple[str, ...] = ()) -> Callable[[Opener], Opener]:
     def deco(fn: Opener) -> Opener:
-        KINDS[name] = Kind(name, fn, summary, needs_location, options)
+        KINDS.add(name, Kind(name, fn, summary, needs_location, options), where=fn.__module__)
         return fn
     return deco
 
@@ -65,14 +67,11 @@ def parse_spec(text: str) -> DatasetSpec:
     Raises:
         ConfigError: unknown kind (with suggestions), a missing location or an unknown option.
     """
-    _load_kinds()
     raw = text.strip()
     body, _, query = raw.partition("?")
     kind, sep, location = body.partition(":")
     kind = kind.strip().lower()
-    if kind not in KINDS:
-        raise unknown("dataset kind", kind, KINDS)
-    spec_kind = KINDS[kind]
+    spec_kind = KINDS.get(kind)
     if spec_kind.needs_location and not location:
         raise ConfigError(f"dataset {text!r}: {kind} needs a location, e.g. {kind}:/path/to/data")
     if not spec_kind.needs_location and location:
@@ -89,13 +88,8 @@ def open_dataset(text: str | DatasetSpec) -> EvalDataset:
     """Parse a spec and open the dataset it names (checking that it exists and is laid out as promised)."""
     spec = parse_spec(text) if isinstance(text, str) else text
     try:
-        return KINDS[spec.kind].opener(spec)
+        return KINDS.get(spec.kind).opener(spec)
     except (DataError, ConfigError):
         raise
     except FileNotFoundError as exc:
         raise DataError(f"dataset {spec.text!r}: {exc.filename or exc} does not exist") from None
-
-
-def _load_kinds() -> None:
-    """Import the modules that register dataset kinds (kept lazy so the CLI starts fast)."""
-    from vitbench.data import cifar, digits, files, released  # noqa: F401

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,34 +10,27 @@ from typing import Any
 from vitbench import _config
 from vitbench.errors import ConfigError, unknown
 from vitbench.paths import package_file
+from vitbench.registry import Registry
 
 PRESET_DIR = package_file("suites", "presets")
 DEFAULT_NORM = "linf"
-_REGISTRY: dict[str, Any] = {}
-_LOADED: list[bool] = []
+SUITES: Registry = Registry("suite", "vitbench.suites", skip=("base",))
 
 
 def register(cls):
     """Class decorator: add a Suite subclass to the registry under its ``name``."""
-    _REGISTRY[cls.name] = cls()
+    SUITES.add(cls.name, cls(), where=cls.__module__)
     return cls
 
 
 def suites() -> dict[str, Any]:
     """All registered suites by name: every module of this package (except base) registers its suites."""
-    if not _LOADED:
-        for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-            if not info.name.startswith("_") and info.name != "base":
-                importlib.import_module(f"vitbench.suites.{info.name}")
-        _LOADED.append(True)
-    return dict(_REGISTRY)
+    return SUITES.all()
 
 
 def get_suite(name: str):
-    registry = suites()
-    if name not in registry:
-        raise unknown("suite", name, registry)
-    return registry[name]
+    """The suite called ``name`` (NotFoundError with suggestions otherwise)."""
+    return SUITES.get(name)
 
 
 @dataclass(frozen=True)
