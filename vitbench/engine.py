@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,7 @@ class RunResult:
     run_id: int | None = None
     eval_key: str = ""
     extras: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"model": self.model, "suite": self.suite, "config": self.config, "dataset": self.dataset,
@@ -150,18 +151,31 @@ def check_labels(entry: ZooEntry, dataset: EvalDataset) -> None:
 
 
 class _Models:
-    """Loads each model at most once, and only when a chunk needs computing."""
+    """Loads each model at most once, and only when a chunk needs computing; models already in memory (from the
+    Python API) are handed in with :meth:`put`."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self._cache = device, {}
+        self.device, self._cache, self._given = device, {}, {}
+
+    def put(self, entry: ZooEntry, model: torch.nn.Module) -> None:
+        """Use ``model`` (already built, identified by ``entry.weights.sha256``) for ``entry``."""
+        sha = entry.weights.sha256 or ""
+        self._given[entry.name] = LoadedModel(model, sha, "in memory", model_fingerprint(entry, sha))
 
     def get(self, entry: ZooEntry) -> LoadedModel:
+        if entry.name in self._given:
+            loaded = self._given[entry.name]
+            loaded.model.eval().to(self.device)
+            return loaded
         if entry.name not in self._cache:
             self._cache.clear()
             self._cache[entry.name] = load_model(entry, device=self.device)
         return self._cache[entry.name]
 
     def fingerprint(self, entry: ZooEntry) -> tuple[str, str]:
+        if entry.name in self._given:
+            given = self._given[entry.name]
+            return given.fingerprint, given.weights_sha256
         ident = weights_identity(entry)
         if ident is None:
             loaded = self.get(entry)
@@ -277,22 +291,11 @@ class Engine:
             flags += [f for f in info["flags"] if f not in flags]
         flags += [f for f in suite.run_flags(records, job.config, metrics) if f not in flags]
         config = to_plain(job.config)
+        prov = provenance(self.device)
         run_id = self.store.add_run(
             eval_key=key, model=entry.name, dataset=dataset.spec, data_fingerprint=dataset.fingerprint,
             label_space=dataset.label_space.name, suite=job.suite, config=config, n_examples=n,
             seed=self.options.seed, metrics={k: [m.value, m.higher_is_better] for k, m in metrics.items()},
-            flags=flags, provenance=provenance(self.device), seconds=seconds, cached=cached)
+            flags=flags, provenance=prov, seconds=seconds, cached=cached)
         return RunResult(entry.name, job.suite, config, dataset.spec, n, metrics, flags,
-                         suite.columns(job.config, metrics), cached, seconds, run_id, key)
-
-
-def run_battery(engine: Engine, entries: Sequence[ZooEntry], dataset: EvalDataset,
-                jobs: Sequence[SuiteRun]) -> list[RunResult]:
-    """Every suite of the battery on every model, model by model (each model loaded once)."""
-    results = []
-    for entry in entries:
-        for job in jobs:
-            result = engine.run(entry, dataset, job)
-            if result is not None:
-                results.append(result)
-    return results
+                         suite.columns(job.config, metrics), cached, seconds, run_id, key, provenance=prov)

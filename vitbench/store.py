@@ -173,6 +173,16 @@ class Store:
             out += [json.loads(r[0]) for r in rows]
         return out
 
+    def sample_rows(self, eval_key: str, plan: Iterable[tuple[int, int]]) -> list[tuple[int, str, dict]]:
+        """(example index, sample id, record) of the planned chunks, in sample order."""
+        out: list[tuple[int, str, dict]] = []
+        for start, stop in plan:
+            rows = self._run(lambda s=start, e=stop: self._db.execute(
+                "SELECT idx, sample_id, record FROM samples WHERE eval_key=? AND start=? AND stop=? ORDER BY idx",
+                (eval_key, s, e)).fetchall())
+            out += [(int(i), str(sid), json.loads(rec)) for i, sid, rec in rows]
+        return out
+
     def first_records(self, eval_key: str, limit: int) -> list[dict]:
         """The first ``limit`` stored per-sample records of an evaluation, in sample order (e.g. for plots)."""
         rows = self._run(lambda: self._db.execute(

@@ -32,44 +32,30 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable results")
 
 
-def resolve_jobs(preset, entry, args, dataset=None) -> list:
-    from vitbench.engine import SuiteRun
-    from vitbench.suites import resolve
-    threat = None if entry.threat_model is None else (entry.threat_model.norm, entry.threat_model.eps)
-    overrides = {"norm": args.norm, "eps": args.eps}
-    return [SuiteRun(item.suite, resolve(item, overrides=overrides, default_threat=threat,
-                                         where=f"preset {preset.name}, model {entry.name}", dataset=dataset))
-            for item in preset.items]
+class _Bar:
+    """The progress of a bench as a tqdm bar on stderr (see cli/_common.py)."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def start(self, total: float) -> None:
+        self.bar.total = total
+        self.bar.refresh()
+
+    def advance(self, model: str, suite: str, work: float) -> None:
+        self.bar.set_description_str(f"{model} {suite}")
+        self.bar.update(work)
 
 
 def execute(args: argparse.Namespace, entries, preset) -> list:
-    """Run the preset on the entries; returns RunResults (rank 0) and prints nothing."""
-    from vitbench.data import open_dataset
-    from vitbench.engine import Engine, Options, run_battery
-    from vitbench.errors import VitbenchError
-    from vitbench.store import open_store
-    from vitbench.suites import get_suite
-
-    if args.batch_size < 1 or args.chunk_size < 1:
-        raise VitbenchError("--batch-size and --chunk-size must be >= 1")
-    dataset = open_dataset(args.data)
-    jobs = {e.name: resolve_jobs(preset, e, args, dataset) for e in entries}
-    store = open_store()
-    options = Options(seed=args.seed, n_examples=args.n_examples, chunk_size=args.chunk_size, device=args.device,
-                      batch_size=args.batch_size)
+    """Run the preset on the entries through :func:`vitbench.api.evaluate_many`; returns the RunResults (rank 0)
+    and prints nothing."""
+    from vitbench.api import evaluate_many
     with progress_bar(0, "vitbench") as bar:
-        def advance(entry_name: str, job, n: int) -> None:
-            bar.set_description_str(f"{entry_name} {job.suite}")
-            bar.update(n * get_suite(job.suite).cost(job.config))
-        engine = Engine(store, options, progress=advance)
-        bar.total = sum(engine.pending(e, dataset, j) * get_suite(j.suite).cost(j.config)
-                        for e in entries for j in jobs[e.name])
-        bar.refresh()
-        results = []
-        for entry in entries:
-            results += run_battery(engine, [entry], dataset, jobs[entry.name])
-    store.close()
-    return results
+        reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
+                                n_examples=args.n_examples, seed=args.seed, device=args.device,
+                                batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar))
+    return [result for report in reports for result in report.results]
 
 
 def print_results(results, *, as_json: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -110,6 +110,7 @@ def load_model(entry: ZooEntry, *, device: str | torch.device = "cpu") -> Loaded
     model = RobustModel(net, mean=prep.mean, std=prep.std, name=entry.name, num_classes=entry.num_classes,
                         input_size=prep.input_size)
     model.eval().to(device)
+    model.entry = entry if entry.weights.sha256 == sha else replace(entry, weights=replace(entry.weights, sha256=sha))
     return LoadedModel(model, sha, trust, model_fingerprint(entry, sha))
 
 

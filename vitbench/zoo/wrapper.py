@@ -28,6 +28,7 @@ class RobustModel(nn.Module):
         self.name = name
         self.num_classes = num_classes
         self.input_size = input_size
+        self.entry = None  # the zoo entry (or wrap()'s in-memory entry) that identifies these weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) in [0, 1] -> (B, num_classes)
         return self.net((x - self.mean) / self.std)

@@ -1,0 +1,72 @@
+"""The Python API as a notebook uses it: load_model, wrap, evaluate, Report."""
+
+import json
+
+import pytest
+import timm
+import torch
+
+import vitbench
+from vitbench.errors import ConfigError, NotFoundError
+
+PREP = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "input_size": 32}
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return timm.create_model("test_resnet", num_classes=10)
+
+
+def test_a_wrapped_module_is_evaluated_cached_and_re_identified_after_training(tmp_path):
+    store = tmp_path / "s.sqlite"
+    net = _net()
+    model = vitbench.wrap(net, **PREP, dataset="digits", name="my-net")
+    assert model.num_classes == 10 and model.entry.weights.sha256
+    first = vitbench.evaluate(model, "digits", suites=["clean"], n_examples=30, store=store, device="cpu")
+    assert not first["clean"].cached and first["clean"].model == "my-net"
+    again = vitbench.evaluate(model, "digits", suites="clean", n_examples=30, store=store, device="cpu")
+    assert again["clean"].cached and again["clean"].metrics == first["clean"].metrics
+    with torch.no_grad():  # "train" the network further: new weights, a new model version
+        next(net.parameters()).add_(1.0)
+    changed = vitbench.evaluate(model, "digits", suites="clean", n_examples=30, store=store, device="cpu")
+    assert not changed["clean"].cached and changed["clean"].eval_key != first["clean"].eval_key
+
+
+def test_load_model_and_zoo_name_give_the_cli_numbers(cli, tmp_path):
+    bench = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "40", "--json")
+    assert bench.code == 0, bench
+    by_name = vitbench.evaluate("digits-vit.light", "digits", suites="clean", n_examples=40)
+    loaded = vitbench.load_model("digits-vit.light", device="cpu")
+    assert loaded.entry.name == "digits-vit.light"
+    by_object = vitbench.evaluate(loaded, "digits", suites="clean", n_examples=40)
+    cli_json = json.loads(bench.out)
+    assert by_name.to_json()[0]["metrics"] == cli_json[0]["metrics"] == by_object.to_json()[0]["metrics"]
+    assert by_name["clean"].cached and by_object["clean"].cached  # the same weights, the same evaluation
+    assert set(by_name.to_json()[0]) == set(cli_json[0])  # bench --json prints exactly Report.to_json()
+
+
+def test_report_samples_are_a_typed_dataset():
+    report = vitbench.evaluate("digits-resnet.light", "digits", suites=["clean"], n_examples=25)
+    samples = report.samples("clean")
+    assert samples.num_rows == 25 and samples.column_names[:2] == ["index", "sample_id"]
+    assert samples.features["correct"].dtype == "bool" and samples.features["pred"].dtype == "int64"
+    assert samples.features["confidence"].dtype == "float64"
+    assert sum(samples["correct"]) / 25 == pytest.approx(report["clean"].metrics["accuracy"])
+    assert report["clean"].provenance["versions"]["vitbench"] == vitbench.__version__
+
+
+def test_report_indexing_names_what_exists():
+    report = vitbench.evaluate("digits-resnet.light", "digits", suites="clean", n_examples=5)
+    with pytest.raises(KeyError, match="suites: clean"):
+        report["autoattack"]
+
+
+def test_bad_input_raises_the_cli_errors():
+    with pytest.raises(NotFoundError, match="did you mean 'digits-vit.light'"):
+        vitbench.evaluate("digits-vit.lite", "digits", suites="clean")
+    with pytest.raises(NotFoundError, match="unknown suite"):
+        vitbench.evaluate("digits-vit.light", "digits", suites="clen")
+    with pytest.raises(ConfigError, match="torch.nn.Module"):
+        vitbench.wrap("not a module", **PREP)
+    with pytest.raises(ConfigError, match="interpolation"):
+        vitbench.wrap(_net(), **PREP, interpolation="lanczos")

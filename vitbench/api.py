@@ -1,0 +1,380 @@
+"""The Python door to vitbench: load or wrap a model, evaluate it, read the report.
+
+    import vitbench
+    model = vitbench.wrap(net, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=32, num_classes=10)
+    report = vitbench.evaluate(model, "digits", suites=["clean", "pgd_sweep"], eps=0.1, n_examples=100)
+    report["clean"].metrics["accuracy"], report.samples("clean")
+
+The command line is a caller of these functions: ``vitbench bench`` is :func:`evaluate` per model, and prints
+:meth:`Report.to_json` for ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vitbench.errors import ConfigError, VitbenchError
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+    from vitbench.data.base import EvalDataset
+    from vitbench.engine import RunResult
+    from vitbench.store import Store
+    from vitbench.zoo.schema import Zoo, ZooEntry
+    from vitbench.zoo.wrapper import RobustModel
+
+class Progress:
+    """What :func:`evaluate` reports while it works (subclass it; the default does nothing).
+
+    ``start`` receives the total work still to do (examples times the suites' relative cost) before the first
+    chunk; ``advance`` follows each stored chunk with its share of that work.
+    """
+
+    def start(self, total: float) -> None:
+        """Called once, before any chunk is computed."""
+
+    def advance(self, model: str, suite: str, work: float) -> None:
+        """Called after each stored chunk."""
+
+
+def _zoo(zoo: str | os.PathLike | Zoo | None) -> Zoo:
+    from vitbench.zoo.schema import Zoo, load_zoo
+    if isinstance(zoo, Zoo):
+        return zoo
+    return load_zoo(zoo, require_user=zoo is not None)
+
+
+def _entry(name_or_entry: str | ZooEntry, zoo: str | os.PathLike | Zoo | None) -> ZooEntry:
+    from vitbench.zoo.schema import ZooEntry
+    if isinstance(name_or_entry, ZooEntry):
+        return name_or_entry
+    if not isinstance(name_or_entry, str):
+        raise ConfigError(f"expected a zoo name or a ZooEntry, got {type(name_or_entry).__name__}")
+    return _zoo(zoo).get(name_or_entry)
+
+
+def load_model(name_or_entry: str | ZooEntry, *, zoo: str | os.PathLike | Zoo | None = None,
+               device: str | None = None) -> RobustModel:
+    """A zoo model with verified weights, in eval mode: [0, 1] NCHW images in, logits out.
+
+    Args:
+        name_or_entry: a zoo entry name (``digits-vit.light``) or a :class:`~vitbench.zoo.schema.ZooEntry`.
+        zoo: a user zoo file laid over the bundled zoo (default: ``$VITBENCH_ZOO`` or ``./model_zoo.yaml``).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (default: the GPU when there is one).
+
+    Returns:
+        The :class:`~vitbench.zoo.wrapper.RobustModel`; its ``identity`` says which weights it holds.
+
+    Raises:
+        NotFoundError: unknown name. CheckpointError: missing, unsafe or mismatched weights. ConfigError: a bad
+        device.
+    """
+    from vitbench.engine import resolve_device
+    from vitbench.zoo.load import load_model as _load
+    entry = _entry(name_or_entry, zoo)
+    return _load(entry, device=resolve_device(device or "auto")).model
+
+
+def wrap(module: torch.nn.Module, *, mean: Sequence[float], std: Sequence[float], input_size: int,
+         interpolation: str = "bicubic", crop_pct: float = 1.0, num_classes: int | None = None,
+         name: str | None = None, dataset: str = "custom") -> RobustModel:
+    """Make any network in memory a model the battery accepts.
+
+    The network takes normalised input; ``mean``/``std`` are applied inside, so attacks see [0, 1] pixels like for
+    every zoo model. Its identity in the store is the sha256 of its state dict together with this preprocessing,
+    taken again each time it is evaluated: results are cached and resumed for the same weights, and a network
+    trained further is a new model version.
+
+    Args:
+        module: the classifier (any ``torch.nn.Module`` mapping (B, 3, S, S) to logits).
+        mean, std: per-channel normalisation the network expects.
+        input_size: the side S of its square input; images are resized (and cropped by ``crop_pct``) to it.
+        interpolation: ``nearest``, ``bilinear`` or ``bicubic``.
+        crop_pct: the centre crop taken before resizing (1.0: the whole image).
+        num_classes: number of logits (default: read from one forward pass).
+        name: how the model appears in the store and tables (default: ``wrapped-<sha256[:8]>``).
+        dataset: the label space it predicts (``digits``, ``cifar10``, ``imagenet``, ...), checked against the data.
+
+    Returns:
+        A :class:`~vitbench.zoo.wrapper.RobustModel` around ``module`` (the module itself, not a copy).
+
+    Raises:
+        ConfigError: bad preprocessing values or name.
+    """
+    import torch
+
+    from vitbench.zoo.load import state_dict_sha256
+    from vitbench.zoo.wrapper import RobustModel
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"wrap() takes a torch.nn.Module, got {type(module).__name__}")
+    if num_classes is None:
+        num_classes = _count_logits(module, mean, std, input_size)
+    sha = state_dict_sha256(module)
+    entry = _memory_entry(module, sha, mean=mean, std=std, input_size=input_size, interpolation=interpolation,
+                          crop_pct=crop_pct, num_classes=num_classes, name=name, dataset=dataset)
+    model = RobustModel(module, mean=entry.preprocessing.mean, std=entry.preprocessing.std, name=entry.name,
+                        num_classes=num_classes, input_size=input_size)
+    model.entry = entry
+    return model
+
+
+def _count_logits(module, mean, std, input_size) -> int:
+    import torch
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        x = (torch.full((1, 3, input_size, input_size), 0.5, device=device)
+             - torch.tensor(mean, device=device).view(1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
+        out = module(x)
+    module.train(was_training)
+    if out.ndim != 2:
+        raise ConfigError(f"the module's output has shape {tuple(out.shape)}, expected (batch, classes) logits")
+    return int(out.shape[1])
+
+
+def _memory_entry(module, sha: str, *, name: str | None, dataset: str, **prep: Any) -> ZooEntry:
+    from vitbench.zoo.schema import Preprocessing, Weights, ZooEntry
+    kind = f"{type(module).__module__}.{type(module).__qualname__}"
+    try:
+        return ZooEntry(name=name or f"wrapped-{sha[:8]}", arch=f"memory:{kind}",
+                        weights=Weights(source=f"memory:{sha}", sha256=sha), num_classes=prep.pop("num_classes"),
+                        dataset=dataset,
+                        preprocessing=Preprocessing(input_size=int(prep["input_size"]),
+                                                    interpolation=prep["interpolation"], crop_pct=prep["crop_pct"],
+                                                    mean=tuple(prep["mean"]), std=tuple(prep["std"])))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"wrap(): {exc}") from None
+
+
+def rewrapped(model: RobustModel) -> ZooEntry:
+    """The entry of a wrapped model with its state dict hashed again (it may have been trained since wrap())."""
+    from dataclasses import replace
+
+    from vitbench.zoo.load import state_dict_sha256
+    entry = model.entry
+    sha = state_dict_sha256(model.net)
+    if sha == entry.weights.sha256:
+        return entry
+    new = replace(entry, weights=replace(entry.weights, source=f"memory:{sha}", sha256=sha))
+    model.entry = new
+    return new
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SuiteReport:
+    """One suite's result on one model: metrics as floats, flags, how it was made."""
+
+    suite: str
+    model: str
+    dataset: str
+    n_examples: int
+    config: dict
+    metrics: dict[str, float]
+    flags: list[str]
+    eval_key: str
+    cached: bool
+    provenance: dict = field(default_factory=dict)
+
+
+class Report:
+    """The results of :func:`evaluate`: ``report["autoattack"].metrics``, ``report.samples("clean")``."""
+
+    def __init__(self, results: Sequence[RunResult], store_path: Path | None, chunk_size: int) -> None:
+        self.results = list(results)
+        self._store_path, self._chunk_size = store_path, chunk_size
+
+    def suites(self) -> list[str]:
+        return [r.suite for r in self.results]
+
+    def __getitem__(self, suite: str) -> SuiteReport:
+        matches = [r for r in self.results if r.suite == suite]
+        if len(matches) != 1:
+            have = ", ".join(self.suites()) or "none"
+            raise KeyError(f"{suite!r}: {len(matches)} runs of that suite in this report (suites: {have}); "
+                           "iterate over report.results for repeated suites")
+        r = matches[0]
+        return SuiteReport(r.suite, r.model, r.dataset, r.n_examples, r.config,
+                           {k: float(m.value) for k, m in r.metrics.items()}, list(r.flags), r.eval_key, r.cached,
+                           dict(r.provenance))
+
+    def __iter__(self):
+        return iter(self[s] for s in dict.fromkeys(self.suites()))
+
+    def to_json(self) -> list[dict]:
+        """Exactly what ``vitbench bench --json`` prints for this model."""
+        return [r.to_json() for r in self.results]
+
+    def samples(self, suite: str | None = None) -> datasets.Dataset:
+        """Per-sample records of one suite's run (all suites when the report has one) as a ``datasets.Dataset``,
+        with the example ``index`` and ``sample_id`` first."""
+        import datasets
+
+        from vitbench.engine import plan_chunks
+        from vitbench.store import open_store
+        runs = [r for r in self.results if suite is None or r.suite == suite]
+        if len(runs) != 1:
+            raise KeyError(f"name one suite of {', '.join(self.suites())} (samples of one run at a time)")
+        run = runs[0]
+        store = open_store(self._store_path)
+        try:
+            spans = [(a, b) for _, a, b in plan_chunks(run.n_examples, self._chunk_size)]
+            rows = store.sample_rows(run.eval_key, spans)
+        finally:
+            store.close()
+        return datasets.Dataset.from_list([{"index": i, "sample_id": sid, **rec} for i, sid, rec in rows])
+
+
+def _data(data: str | EvalDataset) -> EvalDataset:
+    from vitbench.data import open_dataset
+    from vitbench.data.base import EvalDataset
+    if isinstance(data, EvalDataset):
+        return data
+    if not isinstance(data, str):
+        raise ConfigError(f"data must be a dataset spec string or an EvalDataset, got {type(data).__name__}")
+    return open_dataset(data)
+
+
+def _preset(suites: str | Sequence[str] | None, preset: Any):
+    from vitbench.suites import Preset, load_preset, preset_from_suites
+    if isinstance(preset, Preset):
+        return preset
+    if suites is not None and preset is not None:
+        raise ConfigError("give suites or a preset, not both")
+    if suites is not None:
+        return preset_from_suites(suites if isinstance(suites, str) else ",".join(suites))
+    return load_preset(preset or "standard")
+
+
+def _store(store: str | os.PathLike | Store | None) -> tuple[Store, bool]:
+    from vitbench.store import Store, open_store
+    if isinstance(store, Store):
+        return store, False
+    return open_store(None if store is None else Path(store)), True
+
+
+def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
+             suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+             eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+             device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+             store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+             progress: Progress | None = None) -> Report:
+    """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
+
+    Args:
+        model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
+        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
+        suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress: as for
+            :func:`evaluate_many`.
+
+    Returns:
+        A :class:`Report` of every suite run.
+
+    Raises:
+        VitbenchError: any bad input (unknown names, data that does not fit the model, a bad device...), as one
+        message, before anything is computed.
+    """
+    return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
+                         seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
+                         zoo=zoo, progress=progress)[0]
+
+
+def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
+                  suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+                  eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+                  device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+                  store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+                  progress: Progress | None = None) -> list[Report]:
+    """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
+
+    Args:
+        models: zoo names, ZooEntries or RobustModels from :func:`load_model` or :func:`wrap`.
+        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
+        suites: suite names with their default configs (``["clean", "autoattack"]`` or ``"clean,autoattack"``);
+            or ``preset``: a battery preset name or YAML file (default: ``standard``).
+        norm, eps: the threat model (default: the preset's, else the model's, else L-inf at the given eps).
+        n_examples: evaluate the first N examples (default: all).
+        seed: the run seed; chunk i is seeded from (seed, i).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        batch_size: the largest batch (halved on out-of-memory; default 256).
+        chunk_size: examples per stored chunk (part of the evaluation key; default 100).
+        store: a SQLite path, an open Store, or None for ``$VITBENCH_STORE`` / ``$VITBENCH_HOME/results.sqlite``.
+        zoo: a user zoo file for zoo names.
+        progress: a :class:`Progress` told the work to do and each stored chunk.
+
+    Returns:
+        One :class:`Report` per model (on torchrun ranks other than 0: empty reports).
+
+    Raises:
+        VitbenchError: any bad input, as one message, before anything is computed.
+    """
+    from vitbench.engine import DEFAULT_CHUNK_SIZE, Engine, Options, resolve_device
+    from vitbench.suites import get_suite
+    from vitbench.threat import parse_eps, parse_norm
+    options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                      device=device or "auto", batch_size=batch_size or 256)
+    if options.batch_size < 1 or options.chunk_size < 1:
+        raise VitbenchError("batch_size and chunk_size must be >= 1")
+    resolve_device(options.device)  # a wrong device fails before any data is opened or stored
+    targets = [_target(m, zoo) for m in models]
+    dataset = _data(data)
+    battery = _preset(suites, preset)
+    overrides = {"norm": None if norm is None else parse_norm(norm), "eps": None if eps is None else parse_eps(eps)}
+    jobs = [resolve_jobs(battery, entry, overrides, dataset) for entry, _ in targets]
+    progress = progress or Progress()
+    opened, owned = _store(store)
+    try:
+        engine = Engine(opened, options, progress=lambda name, job, n: progress.advance(
+            name, job.suite, n * get_suite(job.suite).cost(job.config)))
+        for entry, in_memory in targets:
+            if in_memory is not None:
+                engine.models.put(entry, in_memory)
+        progress.start(sum(engine.pending(entry, dataset, job) * get_suite(job.suite).cost(job.config)
+                           for (entry, _), model_jobs in zip(targets, jobs) for job in model_jobs))
+        reports = []
+        for (entry, _), model_jobs in zip(targets, jobs):
+            results = [r for r in (engine.run(entry, dataset, job) for job in model_jobs) if r is not None]
+            reports.append(Report(results, opened.path, options.chunk_size))
+        return reports
+    finally:
+        if owned:
+            opened.close()
+
+
+def _target(model, zoo) -> tuple[ZooEntry, RobustModel | None]:
+    """The entry to evaluate and, for a model already in memory, the model itself."""
+    from vitbench.zoo.wrapper import RobustModel
+    if isinstance(model, RobustModel):
+        entry = getattr(model, "entry", None)
+        if entry is None:
+            raise ConfigError("this RobustModel has no identity: get models from vitbench.load_model or "
+                              "vitbench.wrap")
+        if entry.weights.source.startswith("memory:"):
+            entry = rewrapped(model)
+        return entry, model
+    return _entry(model, zoo), None
+
+
+def resolve_jobs(battery, entry: ZooEntry, overrides: dict, dataset: EvalDataset | None = None) -> list:
+    """The battery's suites with their configs resolved for one model (CLI overrides, then the model's threat)."""
+    from vitbench.engine import SuiteRun
+    from vitbench.suites import resolve
+    threat = None if entry.threat_model is None else (entry.threat_model.norm, entry.threat_model.eps)
+    return [SuiteRun(item.suite, resolve(item, overrides=overrides, default_threat=threat,
+                                         where=f"preset {battery.name}, model {entry.name}", dataset=dataset))
+            for item in battery.items]
+
+
+def report_json(reports: Sequence[Report]) -> str:
+    """The JSON ``vitbench bench --json`` prints for several models."""
+    return json.dumps([item for report in reports for item in report.to_json()], indent=2)
