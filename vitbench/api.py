@@ -203,13 +203,11 @@ class Report:
             have = ", ".join(self.suites()) or "none"
             raise KeyError(f"{suite!r}: {len(matches)} runs of that suite in this report (suites: {have}); "
                            "iterate over report.results for repeated suites")
-        r = matches[0]
-        return SuiteReport(r.suite, r.model, r.dataset, r.n_examples, r.config,
-                           {k: float(m.value) for k, m in r.metrics.items()}, list(r.flags), r.eval_key, r.cached,
-                           dict(r.provenance))
+        return _suite_report(matches[0])
 
     def __iter__(self):
-        return iter(self[s] for s in dict.fromkeys(self.suites()))
+        """Every suite run, in order (a preset may run one suite under two configs)."""
+        return iter(_suite_report(r) for r in self.results)
 
     def to_json(self) -> list[dict]:
         """Exactly what ``vitbench bench --json`` prints for this model."""
@@ -233,6 +231,12 @@ class Report:
         finally:
             store.close()
         return datasets.Dataset.from_list([{"index": i, "sample_id": sid, **rec} for i, sid, rec in rows])
+
+
+def _suite_report(r: RunResult) -> SuiteReport:
+    return SuiteReport(r.suite, r.model, r.dataset, r.n_examples, r.config,
+                       {k: float(m.value) for k, m in r.metrics.items()}, list(r.flags), r.eval_key, r.cached,
+                       dict(r.provenance))
 
 
 def _data(data: str | EvalDataset) -> EvalDataset:
