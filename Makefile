@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 VB     := $(VENV)/bin/vitbench
 STAMP  := $(VENV)/.vitbench-installed
 
-.PHONY: demo test test-all bench zoo clean-venv
+.PHONY: demo test test-all lint bench zoo clean-venv
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# ruff's rules and exceptions live in pyproject.toml ([tool.ruff])
+lint: $(STAMP)
+	$(PY) -m ruff check vitbench tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_autoattack.py

@@ -14,6 +14,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 TINY_VIT_ARGS = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 
+# pg_server, postgres_url, fresh_postgres_url: a throwaway PostgreSQL server (tests/pg_server.py)
+pytest_plugins = ["pg_server"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
