@@ -133,9 +133,51 @@ def test_card_fields():
     runs = [_run(1, entry.name, "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.55})]
     c = card(entry, build_rows(runs))
     assert c["eps"] == "0.1" and c["autoattack_acc"] == "55.00" and c["clean_acc"] == "90.00"
-    assert set(c) >= {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote",
-                      "unreliable"}
+    assert set(c) == {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"}
+    assert "external" not in c  # RobustBench's leaderboard reads external first and cannot convert ""
+    assert c["architecture"] == "test_resnet" and c["additional_data"] is False and c["number_forward_passes"] == 1
+    assert "not recorded in the zoo entry" in c["footnote"] and not c["unreliable"]
+
+
+IN_AA = {"norm": "linf", "eps": 4 / 255, "version": "standard", "attacks": []}
+
+
+def _imagenet_runs(model, robust=0.41):
+    return [_run(1, model, "autoattack", IN_AA, {"clean_accuracy": 0.72, "robust_accuracy": robust},
+                 dataset="imagenet-val:/d?subset=robustbench-5000", n=5000, space="imagenet")]
+
+
+def test_card_facts_come_from_the_zoo_entry():
+    zoo = load_zoo()
+    c = card(zoo.get("xcit-s12.light-imagenet-linf"), build_rows(_imagenet_runs("xcit-s12.light-imagenet-linf")))
+    assert c["authors"] == "Edoardo Debenedetti, Vikash Sehwag, Prateek Mittal" and c["venue"] == "SaTML 2023"
+    assert c["architecture"] == "XCiT-S12" and c["additional_data"] is False and c["number_forward_passes"] == 1
+    assert (c["eps"], c["reported"], c["autoattack_acc"]) == ("4/255", "41.78", "41.00")
+    assert "not recorded" not in c["footnote"] and "external" not in c
+    cifar = zoo.get("xcit-s12.light-cifar10-linf").provenance
+    assert cifar.additional_data is True  # fine-tuned from ImageNet, as RobustBench marks it
+
+
+def test_card_external_only_when_published():
+    from dataclasses import replace
+
+    from vitbench.zoo.schema import Published
+    entry = load_zoo().get("xcit-s12.light-imagenet-linf")
+    adaptive = Published(metric="external", value=0.40, dataset="imagenet", source="x", norm="linf", eps="4/255")
+    entry = replace(entry, published=entry.published + (adaptive,))
+    c = card(entry, build_rows(_imagenet_runs(entry.name)))
+    assert c["external"] == "40.00" and c["autoattack_acc"] == "41.00"
+    assert list(c).index("external") == list(c).index("autoattack_acc") + 1
+
+
+def test_card_never_takes_a_reduced_autoattack_or_pgd_number():
+    entry = load_zoo().get("digits-resnet.light")
+    custom = dict(AA, version="custom", attacks=["apgd-ce", "apgd-t"])
+    runs = [_run(1, entry.name, "autoattack", custom, {"clean_accuracy": 0.9, "robust_accuracy": 0.7}),
+            _run(2, entry.name, "pgd_sweep", PGD, {"clean_accuracy": 0.9, "pgd10@0.05": 0.6, "pgd10@0.1": 0.5})]
+    with pytest.raises(VitbenchError, match=r"no standard AutoAttack result .*only AA\[APGD-CE\+APGD-T\] Linf 0.1"):
+        card(entry, build_rows(runs))
 
 
 CUSTOM = dict(AA, version="custom", attacks=["apgd-ce", "apgd-t"])

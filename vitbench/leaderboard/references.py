@@ -21,6 +21,7 @@ from vitbench import _config
 from vitbench.errors import VitbenchError, unknown
 from vitbench.leaderboard.tables import Row
 from vitbench.paths import package_file
+from vitbench.suites.autoattack import is_standard_autoattack
 from vitbench.threat import ThreatModel, parse_eps, parse_norm
 
 REFERENCE_DIR = package_file("leaderboard", "references")
@@ -112,7 +113,7 @@ def mismatch(row: Row, ref: Reference) -> str | None:
     if row.threat[0] != ref.norm or not math.isclose(row.threat[1], ref.eps, rel_tol=1e-6, abs_tol=1e-9):
         return f"threat {row.threat_label()} vs {ref.threat}"
     head = row.headline
-    if ref.attack == "autoattack-standard" and (head is None or not head.label.startswith("AA ")):
+    if ref.attack == "autoattack-standard" and (head is None or not is_standard_autoattack(head)):
         return f"attack {head.label.split(' ')[0] if head else '?'} vs standard AutoAttack"
     return None
 

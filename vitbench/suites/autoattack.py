@@ -32,6 +32,11 @@ STANDARD_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
                     "rand": ("apgd-ce", "apgd-dlr")}
 
 
+def is_standard_autoattack(column: Column) -> bool:
+    """Whether a leaderboard column is a standard AutoAttack robust accuracy (what RobustBench reports)."""
+    return column.headline and column.rank == HEADLINE_RANK["standard"]
+
+
 @dataclass(frozen=True)
 class AutoAttackConfig:
     norm: str | None = None

@@ -106,7 +106,9 @@ class Published:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a checkpoint comes from: paper, code, recipe and training config."""
+    """Where a checkpoint comes from: paper, code, recipe and training config, and the facts a RobustBench card
+    states about it (authors, venue, a human architecture name, extra training data, forward passes per
+    prediction). Unset card facts stay None (unknown), never a guessed constant."""
 
     paper: str | None = None
     url: str | None = None
@@ -114,6 +116,15 @@ class Provenance:
     recipe: str | None = None
     config: dict | None = None
     notes: str | None = None
+    authors: str | None = None
+    venue: str | None = None
+    architecture: str | None = None
+    additional_data: bool | None = None
+    number_forward_passes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.number_forward_passes is not None and self.number_forward_passes < 1:
+            raise ValueError(f"number_forward_passes {self.number_forward_passes} must be >= 1")
 
 
 @dataclass(frozen=True)
