@@ -98,11 +98,6 @@ def test_wrong_checkpoint_leaves_zoo_untouched(cli, tmp_path):
     assert not zoo.exists()
 
 
-def test_compare_with_no_local_rows_does_not_suggest_allow_mismatch(cli):
-    res = cli("leaderboard", "--compare", "robustbench-imagenet", "--allow-mismatch")
-    assert res.code == 2 and "no local results" in res.err and "--allow-mismatch" not in res.err, res
-
-
 def test_corrupt_store_is_one_line(cli, isolated_home):
     isolated_home.mkdir(parents=True, exist_ok=True)
     (isolated_home / "results.sqlite").write_bytes(b"garbage" * 1000)

@@ -45,13 +45,14 @@ def resolve_jobs(preset, entry, args, dataset=None) -> list:
 def execute(args: argparse.Namespace, entries, preset) -> list:
     """Run the preset on the entries; returns RunResults (rank 0) and prints nothing."""
     from vitbench.data import open_dataset
-    from vitbench.engine import Engine, Options, run_battery
+    from vitbench.engine import Engine, Options, resolve_device, run_battery
     from vitbench.errors import VitbenchError
     from vitbench.store import open_store
     from vitbench.suites import get_suite
 
     if args.batch_size < 1 or args.chunk_size < 1:
         raise VitbenchError("--batch-size and --chunk-size must be >= 1")
+    resolve_device(args.device)  # a wrong --device fails before any data is opened or stored
     dataset = open_dataset(args.data)
     jobs = {e.name: resolve_jobs(preset, e, args, dataset) for e in entries}
     store = open_store()

@@ -150,8 +150,10 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from vitbench.engine import resolve_device
     from vitbench.errors import VitbenchError
     from vitbench.zoo.load import check_logits, load_model
+    resolve_device(args.device)
     zoo = load_zoo(args)
     names = args.names or zoo.names()
     entries = [zoo.get(n) for n in names]
