@@ -39,3 +39,72 @@ def test_compare_with_no_local_rows_does_not_suggest_allow_mismatch(cli):
     res = cli("leaderboard", "--compare", "robustbench-imagenet", "--allow-mismatch")
     line = one_line(res, "no local results")
     assert "--allow-mismatch" not in line
+
+
+def _png_bytes(size: tuple[int, int] = (32, 32)) -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _bomb_png(side: int) -> bytes:
+    """A valid PNG header claiming side x side pixels, with a tiny IDAT: 69 bytes, no pixels behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def _folder(tmp_path, extra: dict[str, bytes]):
+    root = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            (root / cls / f"{i}.png").write_bytes(_png_bytes())
+    for rel, data in extra.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data) if data else path.mkdir()
+    return root
+
+
+def _bench_folder(cli, root):
+    return cli("bench", "digits-vit.light", "--data", f"folder:{root}?labels=digits", "--suite", "clean")
+
+
+@pytest.mark.parametrize("extra, needles", [
+    ({"a/bad.png": b"\x89PNG\r\n\x1a\n" + b"junk" * 100}, ("image a/bad.png cannot be decoded", "corrupt or truncated")),
+    ({"b/cut.png": _png_bytes((64, 64))[:90]}, ("image b/cut.png cannot be decoded",)),
+    ({"a/huge.png": _bomb_png(30000)}, ("image a/huge.png has 900,000,000 pixels", "decompression bomb")),
+])
+def test_broken_images_are_one_line(cli, tmp_path, isolated_home, extra, needles):
+    one_line(_bench_folder(cli, _folder(tmp_path, extra)), *needles)
+
+
+def test_a_name_that_is_not_utf8_is_one_line(cli, tmp_path):
+    import os
+    root = _folder(tmp_path, {})
+    with open(os.path.join(os.fsencode(root / "a"), b"caf\xe9.png"), "wb") as fh:
+        fh.write(_png_bytes())
+    one_line(_bench_folder(cli, root), "caf\\xe9.png' is not valid UTF-8", "rename it")
+
+
+def test_an_empty_class_folder_is_named(cli, tmp_path):
+    root = _folder(tmp_path, {"c": b""})
+    one_line(_bench_folder(cli, root), f"class folder {root / 'c'} has no images", "remove the folder")
+
+
+def test_string_labels_in_parquet_are_one_line(cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    image = {"bytes": _png_bytes(), "path": None}
+    pq.write_table(pa.table({"image": [image] * 4, "label": ["cat", "dog", "cat", "dog"]}), tmp_path / "s.parquet")
+    res = cli("bench", "digits-vit.light", "--data", f"parquet:{tmp_path / 's.parquet'}", "--suite", "clean")
+    one_line(res, "label column 'label' holds string values (e.g. 'cat')", "integer class indices")
