@@ -108,3 +108,42 @@ def test_string_labels_in_parquet_are_one_line(cli, tmp_path):
     pq.write_table(pa.table({"image": [image] * 4, "label": ["cat", "dog", "cat", "dog"]}), tmp_path / "s.parquet")
     res = cli("bench", "digits-vit.light", "--data", f"parquet:{tmp_path / 's.parquet'}", "--suite", "clean")
     one_line(res, "label column 'label' holds string values (e.g. 'cat')", "integer class indices")
+
+
+TRAIN = ("train", "standard", "--epochs", "1", "--set", "warmup_epochs=0", "--set", "val_examples=10")
+
+
+def _fake_last(path, *, truncate: bool):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if truncate:
+        torch.save({"epoch": 0, "step": 1, "model": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(b"not a checkpoint at all" * 50)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_a_truncated_or_corrupt_last_pt_is_one_line_and_kept(cli, tmp_path, truncate):
+    out = tmp_path / "run"
+    before = _fake_last(out / "last.pt", truncate=truncate)
+    one_line(cli(*TRAIN, "--out", out, "--resume"), f"{out / 'last.pt'} is truncated or corrupt", "restore a copy")
+    assert (out / "last.pt").read_bytes() == before and not (out / "model.safetensors").exists()
+
+
+def test_a_foreign_last_pt_is_one_line(cli, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"weights": torch.zeros(3)}, out / "last.pt")
+    one_line(cli(*TRAIN, "--out", out, "--resume"), "is not a vitbench training checkpoint (no 'epoch')")
+
+
+@pytest.mark.parametrize("bench, needles", [
+    (("--bench", "demo", "--bench-data", "folder:/no/such/folder"), ("/no/such/folder does not exist",)),
+    (("--bench", "nope"), ("unknown preset 'nope'",)),
+    (("--bench", "demo"), ("suite autoattack", "needs norm and eps")),   # the standard recipe trains at eps 0
+])
+def test_train_bench_is_checked_before_training(cli, tmp_path, bench, needles):
+    out = tmp_path / "run"
+    one_line(cli(*TRAIN, "--out", out, "--register", "mine.x", *bench), *needles)
+    assert not (out / "last.pt").exists() and not (tmp_path / "work" / "model_zoo.yaml").exists()
