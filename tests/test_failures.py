@@ -147,3 +147,49 @@ def test_train_bench_is_checked_before_training(cli, tmp_path, bench, needles):
     out = tmp_path / "run"
     one_line(cli(*TRAIN, "--out", out, "--register", "mine.x", *bench), *needles)
     assert not (out / "last.pt").exists() and not (tmp_path / "work" / "model_zoo.yaml").exists()
+
+
+def test_vitbench_home_that_is_a_file(cli, tmp_path, monkeypatch):
+    home = tmp_path / "home-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("VITBENCH_HOME", str(home))
+    one_line(cli(*BENCH), f"VITBENCH_HOME {home} is a file, not a folder", "set VITBENCH_HOME to a folder")
+    assert home.read_text() == "not a folder"
+
+
+def test_vitbench_home_that_cannot_be_created(cli, tmp_path, monkeypatch):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    monkeypatch.setenv("VITBENCH_HOME", str(blocker / "home"))
+    one_line(cli("leaderboard"), f"VITBENCH_HOME {blocker / 'home'} cannot be created (Not a directory)")
+
+
+@pytest.fixture
+def stored_sweep(cli):
+    res = cli("bench", "digits-resnet.light", "--data", "digits", "--suite", "pgd_sweep", "--eps", "0.1",
+              "--n-examples", "8")
+    assert res.code == 0, res
+
+
+def test_plot_into_a_path_that_cannot_be_a_folder(cli, tmp_path, stored_sweep):
+    blocker = tmp_path / "plots.png"
+    blocker.write_text("x")
+    one_line(cli("leaderboard", "--plot", blocker), f"--plot folder {blocker} is a file")
+    one_line(cli("leaderboard", "--plot", blocker / "sub"), "cannot be created (Not a directory)")
+
+
+def test_plot_into_an_unwritable_folder(cli, tmp_path, stored_sweep, monkeypatch):
+    """Root ignores permissions, so the refusal the OS gives a user is simulated where matplotlib writes."""
+    import matplotlib.figure
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", refuse)
+    one_line(cli("leaderboard", "--plot", tmp_path / "plots"), "cannot write plots into", "(Permission denied)")
+
+
+def test_out_that_cannot_be_written(cli, tmp_path, stored_sweep):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    one_line(cli("leaderboard", "--out", blocker / "board.md"), "cannot write --out", "nothing was written")
+    one_line(cli("leaderboard", "--out", tmp_path), "is a folder: name a file")
