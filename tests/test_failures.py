@@ -193,3 +193,88 @@ def test_out_that_cannot_be_written(cli, tmp_path, stored_sweep):
     blocker.write_text("x")
     one_line(cli("leaderboard", "--out", blocker / "board.md"), "cannot write --out", "nothing was written")
     one_line(cli("leaderboard", "--out", tmp_path), "is a folder: name a file")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("--eps", "1e308"), ("eps '1e308' is larger than any distance between two images",)),
+    (("--eps", "2", "--norm", "linf"), ("L-inf eps 2 is above 1", "e.g. 2/255")),
+    (("--eps", "1e9", "--norm", "linf"), ("is larger than any distance",)),
+    (("--eps", "8"), ("L-inf eps 8 is above 1", "8/255")),       # norm from the model's threat model
+])
+def test_eps_beyond_the_pixel_range_is_refused(cli, args, needles):
+    res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "autoattack", "--n-examples", "4", *args)
+    line = one_line(res, *needles)
+    assert "255000000000/255" not in line
+
+
+def test_l2_eps_above_1_is_still_fine():
+    from vitbench.threat import ThreatModel
+    assert ThreatModel.parse("l2", "3.0").eps == 3.0
+    with pytest.raises(Exception, match="L-inf eps 1.5 is above 1"):
+        ThreatModel.parse("linf", "1.5")
+
+
+def _zoo_file(tmp_path, **overrides):
+    body = {"eps": "0.1", "num_classes": "10", "input_size": "32", "img_size": "32"}
+    body.update(overrides)
+    path = tmp_path / "zoo.yaml"
+    path.write_text(f"""version: 1
+models:
+  big.one:
+    arch: vit_tiny_patch16_224
+    arch_args: {{img_size: {body['img_size']}, patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}}
+    weights: {{source: w.safetensors}}
+    num_classes: {body['num_classes']}
+    dataset: digits
+    preprocessing: {{input_size: {body['input_size']}, crop_pct: 1.0}}
+    threat_model: {{norm: linf, eps: {body['eps']}}}
+""")
+    return path
+
+
+@pytest.mark.parametrize("override, needles", [
+    ({"eps": "1.0e+308"}, ("models.big.one.threat_model", "larger than any distance")),
+    ({"eps": "1e308"}, ("eps '1e308' is larger than any distance",)),
+    ({"eps": "3"}, ("models.big.one.threat_model", "L-inf eps 3 is above 1")),
+    ({"num_classes": "1000000000"}, ("num_classes 1000000000 must lie in [2, 100000]",)),
+    ({"input_size": "100000000"}, ("input_size 100000000 must lie in [8, 4096]",)),
+    ({"img_size": "100000000"}, ("arch_args.img_size 100000000 must lie in [1, 4096]",)),
+])
+def test_yaml_values_are_bounded_before_anything_is_built(cli, tmp_path, override, needles):
+    import time
+    start = time.perf_counter()
+    one_line(cli("zoo", "list", "--zoo", _zoo_file(tmp_path, **override)), *needles)
+    assert time.perf_counter() - start < 5
+
+
+def test_a_preset_eps_beyond_the_pixel_range_is_refused(cli, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("suites:\n  - suite: pgd_sweep\n    norm: linf\n    eps: [0.1, 1.0e+308]\n")
+    one_line(cli("bench", "digits-vit.light", "--data", "digits", "--preset", preset), "suite pgd_sweep",
+             "larger than any distance")
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(cli, tmp_path):
+    import time
+    lines = ["version: 1", 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\nmodels: {}\n")
+    start = time.perf_counter()
+    one_line(cli("zoo", "list", "--zoo", bomb), "YAML aliases would expand the document", "at most 10,000")
+    assert time.perf_counter() - start < 5
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("version: 1\nmodels: &m {x: *m}\n")
+    one_line(cli("zoo", "list", "--zoo", loop), "a YAML alias refers to itself")
+
+
+def test_yaml_anchors_of_normal_size_still_work(tmp_path):
+    from vitbench.zoo.schema import read_zoo_file
+    path = _zoo_file(tmp_path)
+    text = path.read_text().replace("    preprocessing: {input_size: 32, crop_pct: 1.0}",
+                                    "    preprocessing: &prep {input_size: 32, crop_pct: 1.0}")
+    text += text.split("models:\n")[1].replace("big.one", "big.two").replace(
+        "preprocessing: &prep {input_size: 32, crop_pct: 1.0}", "preprocessing: *prep")
+    path.write_text(text)
+    entries = read_zoo_file(path)
+    assert entries["big.two"].preprocessing == entries["big.one"].preprocessing

@@ -22,7 +22,7 @@ from vitbench.errors import VitbenchError, unknown
 from vitbench.leaderboard.tables import Row
 from vitbench.paths import package_file
 from vitbench.suites.autoattack import is_standard_autoattack
-from vitbench.threat import ThreatModel, parse_eps, parse_norm
+from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
 REFERENCE_DIR = package_file("leaderboard", "references")
 
@@ -72,7 +72,7 @@ class Reference:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", parse_norm(self.norm))
-        object.__setattr__(self, "eps", parse_eps(self.eps))
+        object.__setattr__(self, "eps", check_eps(self.norm, parse_eps(self.eps)))
 
     @property
     def threat(self) -> ThreatModel:

@@ -21,7 +21,7 @@ from vitbench.attacks.autoattack import (ATTACKS, VERSIONS, cascade_accuracies, 
                                          square_beat_white_box)
 from vitbench.suites import register
 from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 
 #: leaderboard rank of each version's column: the lowest present is a row's headline (the strongest version)
 HEADLINE_RANK = {"plus": 19, "standard": 20, "rand": 21, "custom": 22}
@@ -49,6 +49,7 @@ class AutoAttackConfig:
         if self.norm is None or self.eps is None:
             raise ValueError("needs norm and eps: pass --norm/--eps or give the model a threat_model")
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        object.__setattr__(self, "eps", check_eps(self.norm, self.eps))
         if self.version not in VERSIONS:
             raise ValueError(f"version {self.version!r} is not one of {', '.join(VERSIONS)}")
         if self.version == "custom":
