@@ -278,3 +278,21 @@ def test_yaml_anchors_of_normal_size_still_work(tmp_path):
     path.write_text(text)
     entries = read_zoo_file(path)
     assert entries["big.two"].preprocessing == entries["big.one"].preprocessing
+
+
+def test_nan_weights_stop_the_bench_and_store_nothing(cli, tmp_path, isolated_home):
+    from safetensors.torch import load_file, save_file
+
+    from conftest import save_tiny_vit, tiny_zoo_text
+    from vitbench.store import Store
+    path = save_tiny_vit(tmp_path / "nan.safetensors")
+    state = load_file(str(path))
+    state["head.weight"][0, 0] = float("nan")
+    save_file(state, str(path))
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(tiny_zoo_text(str(path)))
+    res = cli("bench", "tiny-vit.test", "--zoo", zoo, "--data", "digits", "--suite", "clean,autoattack",
+              "--n-examples", "10")
+    one_line(res, "tiny-vit.test: weight head.weight holds 1 NaN or inf value", "nothing was evaluated")
+    store = Store(isolated_home / "results.sqlite")
+    assert store.runs() == [] and store._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
