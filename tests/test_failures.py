@@ -296,3 +296,107 @@ def test_nan_weights_stop_the_bench_and_store_nothing(cli, tmp_path, isolated_ho
     one_line(res, "tiny-vit.test: weight head.weight holds 1 NaN or inf value", "nothing was evaluated")
     store = Store(isolated_home / "results.sqlite")
     assert store.runs() == [] and store._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
+
+
+# -- the store: full disk, read-only file or folder, locks ------------------------------------------------------
+
+CLEAN = ("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "20")
+
+
+def _store_counts(path) -> tuple[int, int]:
+    import sqlite3
+    with sqlite3.connect(path) as db:
+        return (db.execute("SELECT COUNT(*) FROM runs").fetchone()[0],
+                db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+
+def test_a_read_only_store_is_reported_as_such_and_still_read(cli, isolated_home, monkeypatch):
+    """Root ignores file modes, so the store is opened the way SQLite opens a read-only file (mode=ro)."""
+    import sqlite3
+    assert cli(*CLEAN).code == 0
+    before = _store_counts(isolated_home / "results.sqlite")
+    real = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda path, **kw: real(f"file:{path}?mode=ro", uri=True, **kw))
+    line = one_line(cli(*CLEAN, "--seed", "1"), "is read-only", "results already stored are intact")
+    assert "corrupt" not in line and "move it aside" not in line
+    board = cli("leaderboard", "--data", "digits")
+    assert board.code == 0 and "| digits-vit.light" in board.out, board
+    monkeypatch.setattr(sqlite3, "connect", real)
+    assert _store_counts(isolated_home / "results.sqlite") == before
+
+
+def test_a_full_disk_is_reported_as_such_and_loses_nothing(cli, isolated_home, monkeypatch):
+    import sqlite3
+    assert cli(*CLEAN).code == 0
+    before = _store_counts(isolated_home / "results.sqlite")
+
+    class FullDisk(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.lstrip().upper().startswith(("INSERT", "DELETE")):
+                raise sqlite3.OperationalError("database or disk is full")
+            return super().execute(sql, *args)
+
+        def executemany(self, sql, rows):
+            raise sqlite3.OperationalError("database or disk is full")
+    real = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda path, **kw: real(path, factory=FullDisk, **kw))
+    line = one_line(cli(*CLEAN, "--seed", "1"), "the disk is full", "results already stored are intact")
+    assert "corrupt" not in line and "move it aside" not in line
+    monkeypatch.setattr(sqlite3, "connect", real)
+    assert _store_counts(isolated_home / "results.sqlite") == before  # the failed chunk was rolled back
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("SQLITE_FULL", "database or disk is full", "the disk is full"),
+    ("SQLITE_READONLY", "attempt to write a readonly database", "is read-only"),
+    ("SQLITE_READONLY_DIRECTORY", "attempt to write a readonly database", "its folder"),
+    ("SQLITE_CANTOPEN", "unable to open database file", "cannot be opened for writing"),
+    ("SQLITE_IOERR_WRITE", "disk I/O error", "disk I/O error"),
+    ("SQLITE_NOTADB", "file is not a database", "corrupt or not a vitbench store"),
+    ("SQLITE_BUSY", "database is locked", "still locked by another process"),
+    ("", "database or disk is full", "the disk is full"),   # an error raised without a result code
+])
+def test_store_errors_name_their_cause(tmp_path, name, text, says):
+    import sqlite3
+
+    from vitbench.store import Store
+    exc = sqlite3.OperationalError(text)
+    exc.sqlite_errorname = name
+    message = str(Store(tmp_path / "s.sqlite")._error(exc))
+    assert says in message
+    assert ("move it aside" in message) == (says == "corrupt or not a vitbench store")
+
+
+def test_a_locked_store_says_at_once_that_it_waits(tmp_path, caplog):
+    import sqlite3
+    import threading
+    import time
+
+    from vitbench.store import Store
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(1.5, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    start = time.time()
+    with caplog.at_level("WARNING", logger="vitbench.store"):
+        store = Store(path, timeout=30)
+    waited = time.time() - start
+    release.join()
+    holder.close()
+    assert 1.2 < waited < 10 and store.runs() == []
+    said = [r for r in caplog.records if "locked by another process" in r.getMessage()]
+    assert len(said) == 1 and "waiting up to 30 s" in said[0].getMessage()
+    assert "VITBENCH_STORE_TIMEOUT" in said[0].getMessage()
+    assert said[0].created - start < 1.0  # said at once, not after the wait
+
+
+def test_store_timeout_must_be_a_number(cli, monkeypatch):
+    monkeypatch.setenv("VITBENCH_STORE_TIMEOUT", "soon")
+    one_line(cli("leaderboard"), "VITBENCH_STORE_TIMEOUT='soon' is not a number of seconds")
+
+
+def test_a_store_path_that_is_a_folder(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path))
+    one_line(cli("leaderboard"), f"store {tmp_path} is a folder")
