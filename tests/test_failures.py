@@ -400,3 +400,46 @@ def test_store_timeout_must_be_a_number(cli, monkeypatch):
 def test_a_store_path_that_is_a_folder(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("VITBENCH_STORE", str(tmp_path))
     one_line(cli("leaderboard"), f"store {tmp_path} is a folder")
+
+
+# -- progress when stderr is not a terminal ----------------------------------------------------------------------
+
+def test_long_work_reports_lines_when_stderr_is_not_a_terminal(cli, monkeypatch):
+    from vitbench.cli import _common
+    monkeypatch.delenv("VITBENCH_PROGRESS")                 # the default: stderr here is not a terminal
+    monkeypatch.setattr(_common, "PROGRESS_INTERVAL", 0.0)   # a line per chunk instead of one per 30 s
+    res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "30",
+              "--chunk-size", "10")
+    assert res.code == 0, res
+    lines = [ln for ln in res.err.splitlines() if ln.startswith("vitbench: digits-vit.light clean:")]
+    assert len(lines) == 3, res.err
+    assert "33% in" in lines[0] and "10 examples at" in lines[0] and "examples/s" in lines[0] and "left" in lines[0]
+    assert "100% in" in lines[-1] and "30 examples at" in lines[-1]
+    again = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "30",
+                "--chunk-size", "10")
+    assert "vitbench: " not in again.err  # a cache hit has no work to report
+
+
+def test_line_progress_heartbeat_while_a_chunk_runs(capsys):
+    import time
+
+    from vitbench.cli._common import LineProgress
+    progress = LineProgress(100, "m autoattack", "examples", interval=0.2)
+    time.sleep(0.5)
+    progress.advance(50, 50)
+    progress.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("vitbench: m autoattack: 0% in") and err[0].endswith("still working")
+    assert "50% in" in err[-1] and "50 examples at" in err[-1]
+
+
+@pytest.mark.parametrize("value, mode", [("0", "off"), ("1", "bar"), ("lines", "lines"), ("LINES", "lines")])
+def test_vitbench_progress_modes(monkeypatch, value, mode):
+    from vitbench.cli._common import progress_mode
+    monkeypatch.setenv("VITBENCH_PROGRESS", value)
+    assert progress_mode() == mode
+
+
+def test_vitbench_progress_typo_is_one_line(cli, monkeypatch):
+    monkeypatch.setenv("VITBENCH_PROGRESS", "verbose")
+    one_line(cli(*BENCH), "VITBENCH_PROGRESS='verbose' is not one of")

@@ -255,6 +255,8 @@ class Engine:
         self.store.ensure_eval(key, info)
         done = self.store.done_chunks(key)
         todo = [c for c in plan if c[0] % self.world == self.rank and (c[1], c[2]) not in done]
+        if todo:
+            self._progress(entry.name, job, 0)  # progress now names this job
         for index, start, stop in todo:
             self._run_chunk(entry, dataset, job, suite, key, index, start, stop)
         _barrier()

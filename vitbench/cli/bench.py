@@ -60,12 +60,11 @@ def execute(args: argparse.Namespace, entries, preset) -> list:
                       batch_size=args.batch_size)
     with progress_bar(0, "vitbench") as bar:
         def advance(entry_name: str, job, n: int) -> None:
-            bar.set_description_str(f"{entry_name} {job.suite}")
-            bar.update(n * get_suite(job.suite).cost(job.config))
+            bar.describe(f"{entry_name} {job.suite}")
+            bar.advance(n * get_suite(job.suite).cost(job.config), n)
         engine = Engine(store, options, progress=advance)
         bar.total = sum(engine.pending(e, dataset, j) * get_suite(j.suite).cost(j.config)
                         for e in entries for j in jobs[e.name])
-        bar.refresh()
         results = []
         for entry in entries:
             results += run_battery(engine, [entry], dataset, jobs[entry.name])
