@@ -443,3 +443,51 @@ def test_vitbench_progress_modes(monkeypatch, value, mode):
 def test_vitbench_progress_typo_is_one_line(cli, monkeypatch):
     monkeypatch.setenv("VITBENCH_PROGRESS", "verbose")
     one_line(cli(*BENCH), "VITBENCH_PROGRESS='verbose' is not one of")
+
+
+# -- smaller: help texts, hints ----------------------------------------------------------------------------------
+
+def test_demo_help_shows_the_demo_defaults(cli):
+    import re
+    text = " ".join(cli("demo", "--help").out.split())
+    assert "(default: digits)" in text and "(default: 100)" in text and "(default: 0.1)" in text
+    assert re.search(r"--norm NORM linf or l2 \(default: linf\)", text)
+    assert "(default: demo (standard with --standard))" in text and "(default: all)" not in text
+
+
+def test_register_norm_help_is_about_training_not_presets(cli):
+    text = " ".join(cli("zoo", "register", "--help").out.split())
+    norm = text[text.index("--norm NORM"):text.index("--eps EPS radius")]
+    assert "trained against" in norm and "preset's" not in norm
+
+
+def test_unknown_model_hint_names_zoo_list(cli):
+    one_line(cli("bench", "qqqqzzzzxx", "--data", "digits"), "list them with `vitbench zoo list`")
+
+
+class Pickled:
+    """A class a checkpoint can only hold by pickling it."""
+
+
+def _register(cli, ckpt, *extra):
+    return cli("zoo", "register", "x.vit", "--arch", "vit_tiny_patch16_224", "--arch-arg", "img_size=32",
+               "--arch-arg", "patch_size=8", "--arch-arg", "depth=2", "--arch-arg", "embed_dim=32",
+               "--arch-arg", "num_heads=2", "--checkpoint", ckpt, "--dataset", "digits", *extra)
+
+
+def test_pickle_refusal_names_the_offending_global(cli, tmp_path):
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": Pickled()}, ckpt)
+    line = one_line(_register(cli, ckpt), "needs arbitrary unpickling", f"Python global {Pickled.__module__}.Pickled")
+    assert "\x1b[" not in line and "nothing in it was run" in line
+
+
+def test_a_module_prefixed_checkpoint_gets_the_flag_to_add(cli, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from conftest import save_tiny_vit
+    path = save_tiny_vit(tmp_path / "ddp.safetensors")
+    save_file({f"module.{k}": v for k, v in load_file(str(path)).items()}, str(path))
+    one_line(_register(cli, path), "prefix 'module.'", "add `--strip-prefix module.`")
+    res = _register(cli, path, "--strip-prefix", "module.")
+    assert res.code == 0, res

@@ -29,9 +29,10 @@ def norm_type(text: str) -> str:
     return parse_norm(text)
 
 
-def add_threat_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--norm", type=norm_type, help="linf or l2 (default: the preset's, else the model's, else linf)")
-    parser.add_argument("--eps", type=eps_type, help="radius as a float or fraction, e.g. 4/255 or 0.5")
+def add_threat_args(parser: argparse.ArgumentParser, *, norm_help: str, eps_help: str) -> None:
+    """--norm and --eps, with help that says what they mean for the command (attack radius, training radius)."""
+    parser.add_argument("--norm", type=norm_type, help=norm_help)
+    parser.add_argument("--eps", type=eps_type, help=eps_help)
 
 
 #: with lines progress: at most one line per this many seconds, and one at least this often while work runs

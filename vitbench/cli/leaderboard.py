@@ -13,7 +13,7 @@ def add_parser(sub, parent) -> None:
     p = sub.add_parser("leaderboard", help="tables of stored results, comparisons with published leaderboards",
                        parents=[parent])
     p.add_argument("--data", help="only this dataset spec or label space (e.g. digits, imagenet)")
-    add_threat_args(p)
+    add_threat_args(p, norm_help="only rows of this norm (linf or l2)", eps_help="only rows of this eps, e.g. 4/255")
     p.add_argument("--models", nargs="+", help="only these models")
     p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
     p.add_argument("--json", action="store_true", help="same as --format json")
