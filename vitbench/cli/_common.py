@@ -94,7 +94,7 @@ class LineProgress:
             self.done += work
             self.items += items
             now = time.monotonic()
-            if now - (self._said or self._start) >= self.interval:
+            if (work or items) and now - (self._said or self._start) >= self.interval:
                 self._say(now)
 
     def close(self) -> None:
