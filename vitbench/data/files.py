@@ -20,8 +20,8 @@ from PIL import Image
 
 from vitbench.data import imagenet
 from vitbench.data.base import EvalDataset, LabelSpace, decode_all, fingerprint_of
-from vitbench.data.transforms import pil_to_tensor
 from vitbench.data.specs import DatasetSpec, register_kind
+from vitbench.data.transforms import pil_to_tensor
 from vitbench.errors import DataError
 from vitbench.zoo.schema import Preprocessing
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from vitbench import _config
 from vitbench.errors import ConfigError, unknown
-from vitbench.paths import package_file
 from vitbench.limits import MAX_INPUT_SIZE, MAX_NUM_CLASSES
+from vitbench.paths import package_file
 from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
 ZOO_VERSION = 1
