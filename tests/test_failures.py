@@ -101,13 +101,18 @@ def test_an_empty_class_folder_is_named(cli, tmp_path):
     one_line(_bench_folder(cli, root), f"class folder {root / 'c'} has no images", "remove the folder")
 
 
-def test_string_labels_in_parquet_are_one_line(cli, tmp_path):
+@pytest.mark.parametrize("labels, needles", [
+    (["cat", "dog", "cat", "dog"], ("label column 'label' holds string values (e.g. 'cat')", "integer class indices")),
+    ([0.0, 1.5, 2.0, 3.0], ("label column 'label' holds float64 values",)),
+    ([0, None, 2, 3], ("label column 'label' has missing values",)),
+])
+def test_parquet_labels_that_are_not_class_indices_are_one_line(cli, tmp_path, labels, needles):
     import pyarrow as pa
     import pyarrow.parquet as pq
     image = {"bytes": _png_bytes(), "path": None}
-    pq.write_table(pa.table({"image": [image] * 4, "label": ["cat", "dog", "cat", "dog"]}), tmp_path / "s.parquet")
+    pq.write_table(pa.table({"image": [image] * 4, "label": labels}), tmp_path / "s.parquet")
     res = cli("bench", "digits-vit.light", "--data", f"parquet:{tmp_path / 's.parquet'}", "--suite", "clean")
-    one_line(res, "label column 'label' holds string values (e.g. 'cat')", "integer class indices")
+    one_line(res, *needles)
 
 
 TRAIN = ("train", "standard", "--epochs", "1", "--set", "warmup_epochs=0", "--set", "val_examples=10")

@@ -111,7 +111,10 @@ def decode_image(item, spec: str, sample_id: str) -> Image.Image:
 
 
 def check_label_column(table: datasets.Dataset, label_col: str, spec: str) -> None:
-    """Refuse a label column that does not hold integer class indices (strings, floats, missing values)."""
+    """Refuse a label column that is not integer class indices (strings, floats, booleans) or has gaps."""
+    if table.data.column(label_col).null_count:
+        raise DataError(f"dataset {spec!r}: label column {label_col!r} has missing values: every image needs an "
+                        "integer label")
     feature = table.features.get(label_col)
     if isinstance(feature, datasets.ClassLabel):
         return
@@ -121,8 +124,6 @@ def check_label_column(table: datasets.Dataset, label_col: str, spec: str) -> No
         raise DataError(f"dataset {spec!r}: label column {label_col!r} holds {dtype} values (e.g. {first!r}), not "
                         "integer class indices: store each class's index 0..K-1 in it, or name an integer column "
                         "with ?label=COL")
-    if len(table) and None in table[label_col]:
-        raise DataError(f"dataset {spec!r}: label column {label_col!r} has missing values: every image needs a label")
 
 
 def _label_space(spec: DatasetSpec, table: datasets.Dataset, label_col: str, default: str) -> LabelSpace:
