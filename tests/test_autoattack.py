@@ -106,3 +106,46 @@ def test_duplicate_attacks_are_refused():
     from vitbench.suites.autoattack import AutoAttackConfig
     with pytest.raises(ValueError, match="once"):
         AutoAttackConfig(norm="linf", eps=0.1, version="custom", attacks=("apgd-ce", "apgd-ce"))
+
+
+def _records(order, broken):
+    """100 clean-correct points; ``broken[attack]`` of them broken by each attack (the rest stay robust)."""
+    out = []
+    for attack in order:
+        out += [{"clean_correct": True, "robust": False, "broken_by": attack}] * broken.get(attack, 0)
+    return out + [{"clean_correct": True, "robust": True, "broken_by": None}] * (100 - len(out))
+
+
+def _official(order, records):
+    """pyautoattack's own check_square_sr on the accuracy dictionary its cascade builds."""
+    import warnings
+
+    from pyautoattack import checks
+    acc, remaining = {"clean": 1.0}, 100
+    for attack in order:
+        remaining -= sum(r["broken_by"] == attack for r in records)
+        acc[attack] = remaining / 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        checks.check_square_sr(acc)
+    return any("Square Attack has decreased" in str(w.message) for w in caught)
+
+
+PLUS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
+
+
+@pytest.mark.parametrize("version, attacks, broken, flagged", [
+    ("standard", (), {"apgd-ce": 30, "square": 2}, True),           # Square last, 2 points: flagged
+    ("standard", (), {"apgd-ce": 30}, False),
+    ("plus", (), {"apgd-ce": 30, "square": 2, "apgd-t": 3}, False),  # Square not last: the official rule is silent
+    ("custom", ("square", "apgd-ce"), {"square": 5, "apgd-ce": 1}, False),
+    ("custom", ("apgd-ce", "square"), {"apgd-ce": 10, "square": 1}, True),
+    ("custom", ("square",), {"square": 5}, False),                   # nothing to compare with
+])
+def test_square_flag_follows_the_official_rule(version, attacks, broken, flagged):
+    from vitbench.suites import get_suite
+    suite = get_suite("autoattack")
+    config = suite.Config(norm="linf", eps=0.1, version=version, attacks=attacks)
+    records = _records(config.attack_list, broken)
+    got = "square-beat-white-box" in suite.run_flags(records, config, suite.aggregate(records, config))
+    assert got == flagged == _official(config.attack_list, records)

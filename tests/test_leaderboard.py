@@ -6,7 +6,7 @@ import pytest
 
 from vitbench.errors import VitbenchError
 from vitbench.leaderboard.cards import card
-from vitbench.leaderboard.references import compare, load_reference, reference_names
+from vitbench.leaderboard.references import compare, load_reference, reference_names, render_comparison
 from vitbench.leaderboard.tables import build_rows, render
 from vitbench.store import RunRow
 from vitbench.zoo.schema import load_zoo
@@ -71,9 +71,36 @@ def test_references_load_with_sources():
     for name in names:
         ref = load_reference(name)
         assert ref.source and ref.rows
-        assert all(0 < r.robust < r.clean < 1 for r in ref.rows)
+        assert all(0 < r.autoattack < r.clean < 1 for r in ref.rows)
+        assert all(r.external is None or r.external <= r.autoattack for r in ref.rows)
     xcit = {r.model: r for r in load_reference("robustbench-imagenet").rows}["Debenedetti2022Light_XCiT-S12"]
-    assert (xcit.clean, xcit.robust) == (0.7234, 0.4178)
+    assert (xcit.clean, xcit.autoattack, xcit.external) == (0.7234, 0.4178, None)
+
+
+def test_adaptive_numbers_are_kept_apart_from_autoattack():
+    """RobustBench's model_info: MeanSparse AutoAttack 62.12 / external 58.92, MixedNUTS 58.62 / 58.50."""
+    rows = {r.model: r for r in load_reference("robustbench-imagenet").rows}
+    assert (rows["Amini2024MeanSparse_Swin-L"].autoattack, rows["Amini2024MeanSparse_Swin-L"].external) == (0.6212, 0.5892)
+    assert (rows["Bai2024MixedNUTS"].autoattack, rows["Bai2024MixedNUTS"].external) == (0.5862, 0.5850)
+
+
+def test_a_standard_autoattack_run_is_ranked_against_autoattack_numbers():
+    aa = {"norm": "linf", "eps": 4 / 255, "version": "standard", "attacks": []}
+    runs = [_run(1, "mine", "autoattack", aa, {"clean_accuracy": 0.79, "robust_accuracy": 0.60},
+                 dataset="imagenet-val:/d?subset=robustbench-5000", n=5000, space="imagenet")]
+    cmp = compare(build_rows(runs), load_reference("robustbench-imagenet"))
+    order = [e["model"] for e in cmp.table]
+    assert order[:2] == ["Amini2024MeanSparse_Swin-L", "mine"]  # 62.12 (AutoAttack) above 60, not 58.92
+    bai = next(e for e in cmp.table if e["model"] == "Bai2024MixedNUTS")
+    assert (bai["robust"], bai["external"]) == (0.5862, 0.5850) and "external evaluation 58.50" in bai["flag"]
+
+
+def test_rows_that_are_not_robustbench_ids_say_so():
+    light = load_reference("light-recipe-imagenet-linf-4")
+    assert all(not r.robustbench_id and "not a RobustBench id" in r.note for r in light.rows)
+    cifar = {r.model: r for r in load_reference("robustbench-cifar10").rows}
+    assert not cifar["Debenedetti2022Light_ResNet-50"].robustbench_id
+    assert cifar["Debenedetti2022Light_XCiT-S12"].robustbench_id and cifar["Debenedetti2022Light_XCiT-S12"].note == ""
 
 
 def test_comparison_refuses_other_setups():
@@ -83,6 +110,10 @@ def test_comparison_refuses_other_setups():
     shown = compare(rows, load_reference("robustbench-imagenet"), allow_mismatch=True)
     local = [e for e in shown.table if e["source"] == "local"]
     assert local and all(e["flag"].startswith("NOT COMPARABLE") for e in local)
+    # flagged rows are not ranked: the reference's own rows keep their numbering 1..10
+    assert all(e["rank"] is None for e in local)
+    assert [e["rank"] for e in shown.table if e["source"] == "reference"] == list(range(1, 11))
+    assert "| -      | a " in render_comparison(shown)
 
 
 def test_comparison_ranks_and_deltas():
@@ -94,7 +125,7 @@ def test_comparison_ranks_and_deltas():
     mine = next(e for e in cmp.table if e["model"] == "my-xcit")
     assert mine["rank"] == 10  # between XCiT-M12 (45.24) and XCiT-S12 (41.78)
     assert mine["delta_published"] == pytest.approx(0.42 - 0.4178)
-    assert mine["delta_top"] == pytest.approx(0.42 - 0.5968)
+    assert mine["delta_top"] == pytest.approx(0.42 - 0.6212)  # the top AutoAttack number (MeanSparse)
 
 
 def test_card_fields():
@@ -102,9 +133,51 @@ def test_card_fields():
     runs = [_run(1, entry.name, "autoattack", AA, {"clean_accuracy": 0.9, "robust_accuracy": 0.55})]
     c = card(entry, build_rows(runs))
     assert c["eps"] == "0.1" and c["autoattack_acc"] == "55.00" and c["clean_acc"] == "90.00"
-    assert set(c) >= {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "external", "footnote",
-                      "unreliable"}
+    assert set(c) == {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"}
+    assert "external" not in c  # RobustBench's leaderboard reads external first and cannot convert ""
+    assert c["architecture"] == "test_resnet" and c["additional_data"] is False and c["number_forward_passes"] == 1
+    assert "not recorded in the zoo entry" in c["footnote"] and not c["unreliable"]
+
+
+IN_AA = {"norm": "linf", "eps": 4 / 255, "version": "standard", "attacks": []}
+
+
+def _imagenet_runs(model, robust=0.41):
+    return [_run(1, model, "autoattack", IN_AA, {"clean_accuracy": 0.72, "robust_accuracy": robust},
+                 dataset="imagenet-val:/d?subset=robustbench-5000", n=5000, space="imagenet")]
+
+
+def test_card_facts_come_from_the_zoo_entry():
+    zoo = load_zoo()
+    c = card(zoo.get("xcit-s12.light-imagenet-linf"), build_rows(_imagenet_runs("xcit-s12.light-imagenet-linf")))
+    assert c["authors"] == "Edoardo Debenedetti, Vikash Sehwag, Prateek Mittal" and c["venue"] == "SaTML 2023"
+    assert c["architecture"] == "XCiT-S12" and c["additional_data"] is False and c["number_forward_passes"] == 1
+    assert (c["eps"], c["reported"], c["autoattack_acc"]) == ("4/255", "41.78", "41.00")
+    assert "not recorded" not in c["footnote"] and "external" not in c
+    cifar = zoo.get("xcit-s12.light-cifar10-linf").provenance
+    assert cifar.additional_data is True  # fine-tuned from ImageNet, as RobustBench marks it
+
+
+def test_card_external_only_when_published():
+    from dataclasses import replace
+
+    from vitbench.zoo.schema import Published
+    entry = load_zoo().get("xcit-s12.light-imagenet-linf")
+    adaptive = Published(metric="external", value=0.40, dataset="imagenet", source="x", norm="linf", eps="4/255")
+    entry = replace(entry, published=entry.published + (adaptive,))
+    c = card(entry, build_rows(_imagenet_runs(entry.name)))
+    assert c["external"] == "40.00" and c["autoattack_acc"] == "41.00"
+    assert list(c).index("external") == list(c).index("autoattack_acc") + 1
+
+
+def test_card_never_takes_a_reduced_autoattack_or_pgd_number():
+    entry = load_zoo().get("digits-resnet.light")
+    custom = dict(AA, version="custom", attacks=["apgd-ce", "apgd-t"])
+    runs = [_run(1, entry.name, "autoattack", custom, {"clean_accuracy": 0.9, "robust_accuracy": 0.7}),
+            _run(2, entry.name, "pgd_sweep", PGD, {"clean_accuracy": 0.9, "pgd10@0.05": 0.6, "pgd10@0.1": 0.5})]
+    with pytest.raises(VitbenchError, match=r"no standard AutoAttack result .*only AA\[APGD-CE\+APGD-T\] Linf 0.1"):
+        card(entry, build_rows(runs))
 
 
 CUSTOM = dict(AA, version="custom", attacks=["apgd-ce", "apgd-t"])

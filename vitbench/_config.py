@@ -36,14 +36,49 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def load_yaml(text: str, where: str) -> Any:
-    """Parse YAML safely; a syntax error or duplicate key becomes one ConfigError line naming the place."""
+    """Parse YAML safely; a syntax error, a duplicate key, or aliases that would expand the document by more than
+    ``MAX_YAML_ALIAS_NODES`` nodes (a "billion laughs" file) become one ConfigError line naming the place."""
+    loader = _StrictLoader(text)
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_alias_expansion(node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}:{line} malformed YAML: {problem}; fix the file and retry") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply to read; fix the file and retry") from None
+    finally:
+        loader.dispose()
+
+
+def _check_alias_expansion(root: yaml.Node, where: str) -> None:
+    """Count the nodes the document has once every alias is expanded (shared nodes counted once per use),
+    without expanding anything; refuse recursive aliases and expansion beyond the bound."""
+    from vitbench.limits import MAX_YAML_ALIAS_NODES
+    sizes: dict[int, int] = {}
+    unique: set[int] = set()
+
+    def size(node: yaml.Node, path: frozenset) -> int:
+        if id(node) in path:
+            raise ConfigError(f"{where}: line {node.start_mark.line + 1}: a YAML alias refers to itself; fix the file")
+        if id(node) not in sizes:
+            unique.add(id(node))
+            children = node.value if isinstance(node, yaml.SequenceNode) else (
+                [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+            inner = path | {id(node)}
+            sizes[id(node)] = 1 + sum(size(child, inner) for child in children)
+        return sizes[id(node)]
+
+    total = size(root, frozenset())
+    if total - len(unique) > MAX_YAML_ALIAS_NODES:
+        raise ConfigError(f"{where}: YAML aliases would expand the document to {total:,} nodes ({total - len(unique):,} "
+                          f"added by aliases, at most {MAX_YAML_ALIAS_NODES:,} allowed): write the values out "
+                          "instead of nesting aliases")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -141,7 +176,7 @@ def build(cls: type[T], mapping: Any, where: str) -> T:
             raise ConfigError(f"{where}: missing required key {name!r}")
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ConfigError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 

@@ -40,8 +40,8 @@ class Progress:
     def start(self, total: float) -> None:
         """Called once, before any chunk is computed."""
 
-    def advance(self, model: str, suite: str, work: float) -> None:
-        """Called after each stored chunk."""
+    def advance(self, model: str, suite: str, work: float, examples: int = 0) -> None:
+        """Called after each stored chunk with its work and its number of examples."""
 
 
 def _zoo(zoo: str | os.PathLike | Zoo | None) -> Zoo:
@@ -339,7 +339,7 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     opened, owned = _store(store)
     try:
         engine = Engine(opened, options, progress=lambda name, job, n: progress.advance(
-            name, job.suite, n * get_suite(job.suite).cost(job.config)))
+            name, job.suite, n * get_suite(job.suite).cost(job.config), n))
         for entry, in_memory in targets:
             if in_memory is not None:
                 engine.models.put(entry, in_memory)

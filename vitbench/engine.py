@@ -25,7 +25,7 @@ import torch
 from vitbench import __version__
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
-from vitbench.errors import DataError, VitbenchError
+from vitbench.errors import ConfigError, DataError, VitbenchError
 from vitbench.label_spaces import LABEL_SPACES
 from vitbench.store import Store
 from vitbench.suites import get_suite
@@ -95,12 +95,44 @@ def chunk_seed(seed: int, index: int) -> int:
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' -> the local rank's GPU when there is one, else CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """'auto' -> the local rank's GPU when there is one, else CPU; anything else is checked to exist here.
+
+    Raises:
+        ConfigError: for a string torch does not read as a device, ``meta`` (no data), a GPU this machine does
+            not have, or a device type vitbench does not run on.
+    """
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    _check_device(dev, device)
+    return dev
+
+
+def _check_device(dev: torch.device, text: str) -> None:
+    if dev.type == "cpu":
+        return
+    if dev.type == "meta":
+        raise ConfigError(f"--device {text}: meta tensors hold shapes but no data, nothing can be evaluated on them; "
+                          "use auto, cpu or cuda")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {text}: no CUDA GPU is usable here (torch {torch.__version__}, CUDA build "
+                              f"{torch.version.cuda or 'none'}); use --device cpu or --device auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"--device {text}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} "
+                              f"(cuda:0 to cuda:{count - 1}); pick one of them or use --device auto")
+        return
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {text}: Apple's MPS backend is not available here; use --device cpu")
+        return
+    raise ConfigError(f"--device {text}: vitbench runs on cpu, cuda or mps devices; use one of those or auto")
 
 
 def dist_world() -> tuple[int, int]:
@@ -241,6 +273,8 @@ class Engine:
         self.store.ensure_eval(key, info)
         done = self.store.done_chunks(key)
         todo = [c for c in plan if c[0] % self.world == self.rank and (c[1], c[2]) not in done]
+        if todo:
+            self._progress(entry.name, job, 0)  # progress now names this job
         for index, start, stop in todo:
             self._run_chunk(entry, dataset, job, suite, key, index, start, stop)
         _barrier()

@@ -34,17 +34,27 @@ class StoreError(VitbenchError):
     """The results store is locked, corrupt or inconsistent."""
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ' (did you mean X?)' for the closest choices, or a list of what exists."""
+#: where a user lists the names of each kind of registered thing
+LISTINGS = {"model": "vitbench zoo list", "suite": "vitbench list suites", "preset": "vitbench list presets",
+            "recipe": "vitbench list recipes", "dataset kind": "vitbench list datasets",
+            "reference leaderboard": "vitbench list references", "architecture": "timm.list_models()"}
+
+
+def did_you_mean(name: str, choices: Iterable[str], listing: str | None = None) -> str:
+    """Return ' (did you mean X?)' for the closest choices, else what exists: all of it when short, else how to
+    list it (``listing``) or the first few."""
     choices = sorted(set(choices))
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     if close:
         return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
     if len(choices) <= 12:
         return f" (known: {', '.join(choices)})" if choices else ""
-    return f" ({len(choices)} known; list them with `vitbench list`)"
+    if listing:
+        return f" ({len(choices)} known; list them with `{listing}`)"
+    return f" ({len(choices)} known: {', '.join(choices[:12])}, ...)"
 
 
 def unknown(kind: str, name: str, choices: Iterable[str]) -> NotFoundError:
-    """Build the error for an unknown registry name, with suggestions."""
-    return NotFoundError(f"unknown {kind} {name!r}{did_you_mean(name, choices)}")
+    """Build the error for an unknown registry name, with suggestions (and the command that lists them)."""
+    listing = LISTINGS.get(kind.split(" in ")[0])
+    return NotFoundError(f"unknown {kind} {name!r}{did_you_mean(name, choices, listing)}")

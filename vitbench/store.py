@@ -9,13 +9,17 @@ and provenance). Leaderboards and reports are computed from it.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vitbench.errors import StoreError
+from vitbench.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -38,6 +42,31 @@ CREATE TABLE IF NOT EXISTS runs (
     n_examples INTEGER NOT NULL, seed INTEGER NOT NULL, metrics TEXT NOT NULL, flags TEXT NOT NULL,
     provenance TEXT NOT NULL, created TEXT NOT NULL, seconds REAL NOT NULL, cached INTEGER NOT NULL);
 """
+
+
+#: seconds a lock is waited for silently (other workers' chunk commits take milliseconds); then announced
+QUICK_WAIT = 0.5
+#: SQLite result names (and message words, for errors raised without a code) -> what went wrong
+_CAUSES = (("locked", ("SQLITE_BUSY", "SQLITE_LOCKED"), ("locked", "busy")),
+           ("full", ("SQLITE_FULL",), ("disk is full",)),
+           ("readonly-folder", ("SQLITE_READONLY_DIRECTORY",), ()),
+           ("readonly", ("SQLITE_READONLY",), ("readonly", "read-only")),
+           ("cantopen", ("SQLITE_CANTOPEN", "SQLITE_PERM"), ("unable to open",)),
+           ("ioerror", ("SQLITE_IOERR",), ("disk i/o error",)),
+           ("corrupt", ("SQLITE_CORRUPT", "SQLITE_NOTADB"), ("malformed", "not a database")))
+
+
+def _classify(exc: sqlite3.Error) -> str:
+    """The cause of a SQLite error: its result name when it carries one, else words of its message."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    for cause, names, _ in _CAUSES:
+        if any(name == n or name.startswith(n + "_") for n in names):
+            return cause
+    for cause, _, words in _CAUSES:
+        if any(w in text for w in words):
+            return cause
+    return "other"
 
 
 def now() -> str:
@@ -71,56 +100,108 @@ class RunRow:
 class Store:
     """A connection to the results store.
 
+    A lock held by another process is waited for: silently for ``QUICK_WAIT`` seconds, then with one warning that
+    says what is waited for, up to ``timeout`` seconds (``VITBENCH_STORE_TIMEOUT``). A store that exists is only
+    read until something is written, so a read-only store still serves leaderboards.
+
     Raises:
-        StoreError: when the file is locked by another process longer than ``timeout`` seconds, or is not a
-            vitbench store (corrupt or another kind of file).
+        StoreError: naming the cause and a fix that keeps the stored results: still locked after ``timeout``,
+            a full disk, a read-only file or folder, a file that cannot be opened, a disk error, or a file that
+            is corrupt or not a vitbench store.
     """
 
     def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self._announced = False
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path} is a folder: point VITBENCH_STORE at a file (e.g. "
+                             f"{self.path / 'results.sqlite'})")
+        from vitbench.paths import ensure_folder
+        ensure_folder(self.path.parent, "the store's folder", fix="point VITBENCH_HOME or VITBENCH_STORE elsewhere")
         try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._init_schema()
-        except sqlite3.DatabaseError as exc:
+            self._db = sqlite3.connect(self.path, timeout=min(QUICK_WAIT, timeout), isolation_level=None)
+        except sqlite3.Error as exc:
             raise self._error(exc) from None
+        self._run(self._init_schema)
 
     def _init_schema(self) -> None:
-        with self._tx():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"store {self.path} has schema version {row[0]}, this vitbench uses "
-                                 f"{SCHEMA_VERSION}: point VITBENCH_HOME elsewhere or upgrade vitbench")
+        version = self._schema_version()
+        if version is None:
+            with self._tx():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
+                if self._schema_version() is None:  # another process may have created it meanwhile
+                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif version != SCHEMA_VERSION:
+            raise StoreError(f"store {self.path} has schema version {version}, this vitbench uses "
+                             f"{SCHEMA_VERSION}: point VITBENCH_HOME elsewhere or upgrade vitbench")
 
-    def _error(self, exc: sqlite3.DatabaseError) -> StoreError:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            return StoreError(f"store {self.path} is locked by another process; wait for it to finish or use "
-                              "another VITBENCH_HOME")
-        return StoreError(f"store {self.path} is corrupt or not a vitbench store ({text}); move it aside "
-                          "(results in it are lost) or set VITBENCH_HOME to another folder")
+    def _schema_version(self) -> int | None:
+        """The stored schema version, or None for a new (empty) store; reads only."""
+        has_meta = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            return None
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else int(row[0])
 
-    def _tx(self):
-        store = self
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """One line for a SQLite error; only a file SQLite cannot read as a database is called corrupt."""
+        cause = _classify(exc)
+        kept = "the results already stored are intact"
+        where = f"store {self.path}"
+        messages = {
+            "locked": f"{where} is still locked by another process after {self.timeout:g} s; wait for it to "
+                      "finish, raise VITBENCH_STORE_TIMEOUT, or use another VITBENCH_HOME",
+            "full": f"{where}: the disk is full ({exc}); free space or move the store to a bigger disk "
+                    f"(VITBENCH_HOME / VITBENCH_STORE) and rerun: {kept}, the chunk in flight was rolled back",
+            "readonly-folder": f"{where}: its folder {self.path.parent} is read-only and SQLite writes its journal "
+                               f"there; make the folder writable or copy the store elsewhere (VITBENCH_STORE): {kept}",
+            "readonly": f"{where} is read-only ({exc}); make it and its folder writable, or point VITBENCH_STORE "
+                        f"at a writable copy: {kept}",
+            "cantopen": f"{where} cannot be opened for writing ({exc}): check that {self.path.parent} exists and is "
+                        f"writable (SQLite writes a journal next to the store): {kept}",
+            "ioerror": f"{where}: disk I/O error ({exc}); check the disk (full, removed, a network share?) and "
+                       f"rerun: {kept}",
+            "corrupt": f"{where} is corrupt or not a vitbench store ({exc}); move it aside (results in it are "
+                       "lost) or set VITBENCH_HOME to another folder",
+        }
+        return StoreError(messages.get(cause, f"{where}: SQLite error ({exc}); {kept}: rerun, or report it"))
 
-        class _Tx:
-            def __enter__(self_inner):
-                store._db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self_inner, kind, exc, tb):
-                store._db.execute("COMMIT" if kind is None else "ROLLBACK")
-                return False
-        return _Tx()
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction; any failure (commit included) rolls it back, so it is all or nothing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.debug("rollback of %s failed; SQLite rolls back on close", self.path)
+            raise
 
     def _run(self, fn):
+        """Run ``fn`` (a read or a whole transaction); on a lock, announce the wait once and retry with the full
+        timeout."""
         try:
             return fn()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            if _classify(exc) != "locked" or self.timeout <= QUICK_WAIT:
+                raise self._error(exc) from None
+        if not self._announced:
+            self._announced = True
+            log.warning("store %s is locked by another process (a bench, train or leaderboard writing to it); "
+                        "waiting up to %g s for it to finish (VITBENCH_STORE_TIMEOUT)", self.path, self.timeout)
+        self._db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        try:
+            return fn()
+        except sqlite3.Error as exc:
             raise self._error(exc) from None
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(QUICK_WAIT * 1000)}")
 
     def close(self) -> None:
         self._db.close()
@@ -235,9 +316,22 @@ class Store:
 
 
 def open_store(path: Path | None = None, *, timeout: float | None = None) -> Store:
-    """Open the default store (``VITBENCH_STORE`` or ``VITBENCH_HOME/results.sqlite``)."""
-    import os
-
+    """Open the default store (``VITBENCH_STORE`` or ``VITBENCH_HOME/results.sqlite``), waiting up to
+    ``VITBENCH_STORE_TIMEOUT`` seconds (default 60) for another process's lock."""
     from vitbench.paths import store_path
-    wait = timeout if timeout is not None else float(os.environ.get("VITBENCH_STORE_TIMEOUT", "60"))
+    wait = timeout if timeout is not None else store_timeout()
     return Store(path or store_path(), timeout=wait)
+
+
+def store_timeout() -> float:
+    """``VITBENCH_STORE_TIMEOUT`` in seconds (default 60)."""
+    import math
+    import os
+    text = os.environ.get("VITBENCH_STORE_TIMEOUT", "60")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"VITBENCH_STORE_TIMEOUT={text!r} is not a number of seconds >= 0 (e.g. 60)")
+    return value

@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import Literal
 
 from vitbench.errors import ConfigError
+from vitbench.limits import MAX_INPUT_SIZE, MAX_L2_EPS, MAX_LINF_EPS
 
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = ("linf", "l2")
@@ -41,6 +42,23 @@ def parse_eps(text: str | float | int) -> float:
             raise ConfigError(f"eps {text!r} does not parse: write a float such as 0.1 or a fraction such as 4/255") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"eps {text!r} must be a finite number >= 0 (e.g. 4/255 or 0.5)")
+    if value > MAX_L2_EPS:
+        raise ConfigError(f"eps {text!r} is larger than any distance between two images in [0, 1] (L-inf at most "
+                          f"1, L2 at most {MAX_L2_EPS:.0f} at {MAX_INPUT_SIZE} px): write it as e.g. 4/255 or 0.5")
+    return value
+
+
+def check_eps(norm: str, eps: float) -> float:
+    """Refuse an eps that is meaningless for its norm on [0, 1] pixels (L-inf above 1, any eps not finite).
+
+    Raises:
+        ConfigError: naming the eps and how to write it.
+    """
+    value = parse_eps(eps)
+    if norm == "linf" and value > MAX_LINF_EPS:
+        example = f"{value:g}/255" if value <= 255 else "4/255"
+        raise ConfigError(f"L-inf eps {value:g} is above 1: pixels lie in [0, 1], so it allows any image; write the "
+                          f"radius in [0, 1] pixel units, e.g. {example}")
     return value
 
 
@@ -58,6 +76,9 @@ class ThreatModel:
 
     norm: Norm
     eps: float
+
+    def __post_init__(self) -> None:
+        check_eps(self.norm, self.eps)
 
     def __str__(self) -> str:
         return f"{'L-inf' if self.norm == 'linf' else 'L2'} {format_eps(self.eps)}"

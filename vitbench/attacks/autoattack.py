@@ -34,6 +34,8 @@ CHECK_FLAGS = {
     "zero gradient": "zero-gradients",
     "Square Attack has decreased": "square-beat-white-box",
 }
+#: the official check's tolerance for Square beating the white-box attacks (autoattack/checks.py check_square_sr)
+SQUARE_ALPHA = 0.002
 
 
 @dataclass
@@ -87,6 +89,35 @@ def make_adversary(model: nn.Module, *, norm: str, eps: float, version: str, att
     adversary.apgd_targeted.n_target_classes = targets
     adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, num_classes - 1)
     return adversary
+
+
+def cascade_accuracies(clean_correct: list[bool], broken_by: list[str | None],
+                       attacks: tuple[str, ...]) -> dict[str, float]:
+    """Robust accuracy after each attack of the cascade, in order, with "clean" first: the dictionary the official
+    AutoAttack builds (``robust_accuracy_dict``) and hands to its Square check. Attacks run after every point was
+    broken are left out, as the official loop stops there."""
+    n = len(clean_correct)
+    remaining = sum(bool(c) for c in clean_correct)
+    out = {"clean": remaining / n if n else float("nan")}
+    for attack in attacks:
+        if remaining == 0:
+            break
+        remaining -= sum(b == attack for b in broken_by)
+        out[attack] = remaining / n
+    return out
+
+
+def square_beat_white_box(accuracies: dict[str, float], alpha: float = SQUARE_ALPHA) -> bool:
+    """The official rule (``check_square_sr``): Square's accuracy lies more than ``alpha`` below the lowest
+    accuracy of every other entry (clean and the other attacks, whichever order they ran in).
+
+    Because the accuracies are cumulative, this only fires when Square runs last: with attacks after it
+    (``plus``, or a custom order) the lowest other entry is the final accuracy, which is never above Square's.
+    """
+    if "square" not in accuracies or len(accuracies) <= 2:
+        return False
+    others = min(v for k, v in accuracies.items() if k != "square")
+    return accuracies["square"] < others - alpha
 
 
 def _attack_batch(adversary, attack: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -14,17 +14,26 @@ def add_parser(sub, parent) -> None:
     p.set_defaults(func=run)
 
 
-def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True) -> None:
+BENCH_DEFAULTS = {"data": None, "preset": "standard", "n-examples": "all", "norm": "the preset's, else the model's, "
+                  "else linf", "eps": "the preset's, else the model's threat model"}
+
+
+def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults: dict[str, str] | None = None) -> None:
+    """The bench options; ``defaults`` overrides the default each help text states (the demo has its own)."""
+    shown = {**BENCH_DEFAULTS, **(defaults or {})}
     if models:
         p.add_argument("models", nargs="+", metavar="NAME", help="zoo entry names")
         p.add_argument("--checkpoints", action="store_true",
                        help="also evaluate each epoch checkpoint the entries list (as NAME+eEPOCH)")
-    p.add_argument("--data", required=models, help="dataset spec, e.g. digits or imagenet-val:/data/val?subset=robustbench-5000")
+    data_default = f" (default: {shown['data']})" if shown["data"] else ""
+    p.add_argument("--data", required=models,
+                   help=f"dataset spec, e.g. digits or imagenet-val:/data/val?subset=robustbench-5000{data_default}")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", help="battery preset name or YAML file (default: standard)")
+    group.add_argument("--preset", help=f"battery preset name or YAML file (default: {shown['preset']})")
     group.add_argument("--suite", help="comma-separated suites with default configs, e.g. clean,autoattack")
-    p.add_argument("--n-examples", type=int, help="evaluate the first N examples (default: all)")
-    add_threat_args(p)
+    p.add_argument("--n-examples", type=int, help=f"evaluate the first N examples (default: {shown['n-examples']})")
+    add_threat_args(p, norm_help=f"linf or l2 (default: {shown['norm']})",
+                    eps_help=f"radius as a float or fraction, e.g. 4/255 or 0.5 (default: {shown['eps']})")
     p.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
     p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
@@ -40,11 +49,10 @@ class _Bar:
 
     def start(self, total: float) -> None:
         self.bar.total = total
-        self.bar.refresh()
 
-    def advance(self, model: str, suite: str, work: float) -> None:
-        self.bar.set_description_str(f"{model} {suite}")
-        self.bar.update(work)
+    def advance(self, model: str, suite: str, work: float, examples: int = 0) -> None:
+        self.bar.describe(f"{model} {suite}")
+        self.bar.advance(work, examples)
 
 
 def execute(args: argparse.Namespace, entries, preset) -> list:

@@ -6,17 +6,21 @@ import argparse
 
 DEMO_MODELS = ("digits-vit.standard", "digits-vit.light", "digits-resnet.standard", "digits-resnet.light")
 DEMO_EPS = 0.1
+DEMO_NORM = "linf"
 DEMO_EXAMPLES = 100
+DEMO_DATA = "digits"
 
 
 def add_parser(sub, parent) -> None:
     from vitbench.cli.bench import add_bench_args
     p = sub.add_parser("demo", help="run the demo battery on the bundled zoo and print the leaderboard",
                        parents=[parent])
-    add_bench_args(p, models=False)
+    add_bench_args(p, models=False, defaults={"data": DEMO_DATA, "preset": "demo (standard with --standard)",
+                                              "n-examples": str(DEMO_EXAMPLES), "norm": DEMO_NORM,
+                                              "eps": f"{DEMO_EPS:g}"})
     p.add_argument("--standard", action="store_true",
                    help="standard AutoAttack (adds FAB-T and Square: much slower) instead of APGD-CE + APGD-T")
-    p.set_defaults(func=run, data="digits", n_examples=DEMO_EXAMPLES, eps=DEMO_EPS, norm="linf")
+    p.set_defaults(func=run, data=DEMO_DATA, n_examples=DEMO_EXAMPLES, eps=DEMO_EPS, norm=DEMO_NORM)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ def add_parser(sub, parent) -> None:
     p = sub.add_parser("leaderboard", help="tables of stored results, comparisons with published leaderboards",
                        parents=[parent])
     p.add_argument("--data", help="only this dataset spec or label space (e.g. digits, imagenet)")
-    add_threat_args(p)
+    add_threat_args(p, norm_help="only rows of this norm (linf or l2)", eps_help="only rows of this eps, e.g. 4/255")
     p.add_argument("--models", nargs="+", help="only these models")
     p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
     p.add_argument("--json", action="store_true", help="same as --format json")
@@ -32,9 +32,33 @@ def _emit(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return
+    from vitbench.errors import VitbenchError
     from vitbench.zoo.sources import atomic_write_text
-    atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+    if out.is_dir():
+        raise VitbenchError(f"--out {out} is a folder: name a file, e.g. --out {out / 'leaderboard.md'}")
+    try:
+        atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise VitbenchError(f"cannot write --out {out} ({exc.strerror or exc}): name a file in a folder you can "
+                            "write; nothing was written") from None
     print(f"wrote {out}", file=sys.stderr)
+
+
+def _plot(runs, args: argparse.Namespace) -> None:
+    """Each stored suite's plots into the --plot folder (checked writable first)."""
+    from vitbench.errors import VitbenchError
+    from vitbench.paths import ensure_folder
+    from vitbench.suites import suites
+    ensure_folder(args.plot, "--plot folder", fix="pass --plot a folder you can write")
+    selected = [r for r in runs if (not args.models or r.model in args.models)
+                and (args.data is None or args.data in (r.dataset, r.label_space))]
+    try:
+        for name, suite in sorted(suites().items()):
+            for path in suite.plots([r for r in selected if r.suite == name], args.plot):
+                print(f"wrote {path}", file=sys.stderr)
+    except OSError as exc:
+        raise VitbenchError(f"cannot write plots into {args.plot} ({exc.strerror or exc}): pass --plot a folder "
+                            "you can write") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,12 +80,7 @@ def run(args: argparse.Namespace) -> int:
         _emit(card_json(entry, rows), args.out)
         return 0
     if args.plot:
-        from vitbench.suites import suites
-        selected = [r for r in current_runs(runs, current) if (not args.models or r.model in args.models)
-                    and (args.data is None or args.data in (r.dataset, r.label_space))]
-        for name, suite in sorted(suites().items()):
-            for path in suite.plots([r for r in selected if r.suite == name], args.plot):
-                print(f"wrote {path}", file=sys.stderr)
+        _plot(current_runs(runs, current), args)
     if args.compare:
         from vitbench.leaderboard.references import compare, load_reference, render_comparison
         ref = load_reference(args.compare)

@@ -40,7 +40,9 @@ def add_parser(sub, parent) -> None:
     reg.add_argument("--crop-pct", type=float)
     reg.add_argument("--mean", type=float, nargs=3)
     reg.add_argument("--std", type=float, nargs=3)
-    add_threat_args(reg)
+    add_threat_args(reg, norm_help="norm the model was trained against (linf or l2), stored as its threat_model; "
+                                   "suites attack at it when neither --eps nor the preset sets one (give with --eps)",
+                    eps_help="radius the model was trained for, e.g. 4/255 or 0.5 (give with --norm)")
     reg.add_argument("--paper", help="paper or citation")
     reg.add_argument("--url", help="link to the paper or code")
     reg.add_argument("--force", action="store_true", help="replace an entry of the same name in the zoo file")
@@ -162,8 +164,10 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from vitbench.engine import resolve_device
     from vitbench.errors import VitbenchError
     from vitbench.zoo.load import check_logits, load_model
+    resolve_device(args.device)
     zoo = load_zoo(args)
     names = args.names or zoo.names()
     entries = [zoo.get(n) for n in names]

@@ -1,12 +1,17 @@
 """Image folders, ImageNet validation folders, parquet/arrow files and Hugging Face hub datasets.
 
 All of them go through ``datasets``: a table with an image column (decoded with PIL on a thread pool) and an
-integer label column.
+integer label column. A file that does not decode (corrupt, truncated, or larger than PIL's decompression-bomb
+limit, ``PIL.Image.MAX_IMAGE_PIXELS``), a file name that is not UTF-8, an empty class folder and a label column
+that does not hold integer class indices are each one DataError naming the image, file or column.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import re
+import warnings
 from pathlib import Path
 
 import datasets
@@ -14,12 +19,17 @@ import torch
 from PIL import Image
 
 from vitbench.data import imagenet
-from vitbench.data.base import EvalDataset, LabelSpace, fingerprint_of
+from vitbench.data.base import EvalDataset, LabelSpace, decode_all, fingerprint_of
 from vitbench.data.specs import DatasetSpec, register_kind
+from vitbench.data.transforms import pil_to_tensor
 from vitbench.errors import DataError
 from vitbench.label_spaces import num_classes
+from vitbench.zoo.schema import Preprocessing
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+
+# PIL warns between MAX_IMAGE_PIXELS and twice that, and raises above; vitbench refuses both (one error line)
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 class TableDataset(EvalDataset):
@@ -34,6 +44,7 @@ class TableDataset(EvalDataset):
         self._table = table.cast_column(image_col, datasets.Image(decode=False)) \
             if isinstance(table.features[image_col], datasets.Image) else table
         self._image_col, self._id_col = image_col, id_col
+        check_label_column(table, label_col, spec)
         self._labels = torch.as_tensor(table[label_col], dtype=torch.int64)
         if len(self._labels) and int(self._labels.min()) < 0:
             raise DataError(f"dataset {spec!r}: negative labels in column {label_col!r}")
@@ -50,11 +61,20 @@ class TableDataset(EvalDataset):
     def labels(self, start: int, stop: int) -> torch.Tensor:
         return self._labels[start:stop].clone()
 
+    def _items(self, start: int, stop: int) -> list[tuple[object, str]]:
+        return list(zip(self._table[start:stop][self._image_col], self.sample_ids(start, stop)))
+
     def _load_pil(self, start: int, stop: int) -> list[Image.Image]:
-        return [_decode(item, self.spec) for item in self._table[start:stop][self._image_col]]
+        return [decode_image(item, self.spec, sid) for item, sid in self._items(start, stop)]
+
+    def images(self, start: int, stop: int, prep: Preprocessing) -> torch.Tensor:
+        """Decode and preprocess on the thread pool; a broken image stops the run with its name."""
+        return decode_all(self._items(start, stop), lambda pair: pil_to_tensor(
+            decode_image(pair[0], self.spec, pair[1]), input_size=prep.input_size, crop_pct=prep.crop_pct,
+            interpolation=prep.interpolation))
 
 
-def _decode(item, spec: str) -> Image.Image:
+def _open(item, spec: str) -> Image.Image:
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, dict):
@@ -65,6 +85,45 @@ def _decode(item, spec: str) -> Image.Image:
     if isinstance(item, (bytes, bytearray)):
         return Image.open(io.BytesIO(item))
     raise DataError(f"dataset {spec!r}: image column holds {type(item).__name__}, expected images or image bytes")
+
+
+def decode_image(item, spec: str, sample_id: str) -> Image.Image:
+    """Open and fully decode one image of a table.
+
+    Raises:
+        DataError: naming the image when it is missing, corrupt, truncated or a decompression bomb.
+    """
+    where = f"dataset {spec!r}: image {sample_id}"
+    try:
+        img = _open(item, spec)
+        img.load()
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"has {int(found.group(1)):,} pixels, " if found else "is "
+        raise DataError(f"{where} {size}above the {Image.MAX_IMAGE_PIXELS:,} pixels PIL decodes safely (a "
+                        "decompression bomb?): shrink the image or remove it") from None
+    except FileNotFoundError:
+        raise DataError(f"{where} is missing: restore the file or rebuild the dataset") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(f"{where} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}): "
+                        "the file is corrupt or truncated; replace or remove it") from None
+
+
+def check_label_column(table: datasets.Dataset, label_col: str, spec: str) -> None:
+    """Refuse a label column that is not integer class indices (strings, floats, booleans) or has gaps."""
+    if table.data.column(label_col).null_count:
+        raise DataError(f"dataset {spec!r}: label column {label_col!r} has missing values: every image needs an "
+                        "integer label")
+    feature = table.features.get(label_col)
+    if isinstance(feature, datasets.ClassLabel):
+        return
+    dtype = getattr(feature, "dtype", type(feature).__name__)
+    if not str(dtype).startswith(("int", "uint")):
+        first = table[0][label_col] if len(table) else None
+        raise DataError(f"dataset {spec!r}: label column {label_col!r} holds {dtype} values (e.g. {first!r}), not "
+                        "integer class indices: store each class's index 0..K-1 in it, or name an integer column "
+                        "with ?label=COL")
 
 
 def _label_space(spec: DatasetSpec, table: datasets.Dataset, label_col: str, default: str) -> LabelSpace:
@@ -87,11 +146,27 @@ def _list_class_folders(root: Path, spec: str) -> list[str]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DataError(f"dataset {spec!r}: {root} has no class folders; expected {root}/<class>/<image>")
+    for name in classes:
+        _check_utf8(root / name, spec)
     return classes
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+def _check_utf8(path: Path, spec: str = "") -> None:
+    """File names are stored (sample ids) and shown as text: a name that is not UTF-8 is refused by name."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        where = f"dataset {spec!r}: " if spec else ""
+        raise DataError(f"{where}the name {os.fsencode(path)!r} is not valid UTF-8: rename it (e.g. "
+                        "convmv -f latin1 -t utf8 --notest)") from None
+
+
+def _images_in(folder: Path, spec: str = "") -> list[Path]:
+    """The images of one class folder, sorted, with their names checked."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    for path in files:
+        _check_utf8(path, spec)
+    return files
 
 
 def _files_fingerprint(kind: str, root: Path, rel_paths: list[str], extra: object = None) -> str:
@@ -125,11 +200,12 @@ def open_folder(spec: DatasetSpec) -> TableDataset:
     classes = _list_class_folders(root, spec.text)
     rel, labels = [], []
     for label, cls in enumerate(classes):
-        files = _images_in(root / cls)
+        files = _images_in(root / cls, spec.text)
+        if not files:  # it would still take a label index, shifting every later class
+            raise DataError(f"dataset {spec.text!r}: class folder {root / cls} has no images "
+                            f"({', '.join(sorted(IMAGE_EXTS))}): add its images or remove the folder")
         rel += [f"{cls}/{p.name}" for p in files]
         labels += [label] * len(files)
-    if not rel:
-        raise DataError(f"dataset {spec.text!r}: no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}/<class>/")
     name = spec.option("labels") or f"folder:{fingerprint_of(classes)[:8]}"
     n = num_classes(name) or len(classes)
     return _from_files(root, rel, labels, spec=spec.text, space=LabelSpace(name, n),
@@ -157,7 +233,7 @@ def open_imagenet_val(spec: DatasetSpec) -> TableDataset:
             raise DataError(f"dataset {spec.text!r}: {len(missing)} of the {len(rel)} subset images are missing, "
                             f"e.g. {root / missing[0]}; the subset needs the full validation set")
     else:
-        rel = [f"{w}/{p.name}" for w in folders for p in _images_in(root / w)]
+        rel = [f"{w}/{p.name}" for w in folders for p in _images_in(root / w, spec.text)]
         if not rel:
             raise DataError(f"dataset {spec.text!r}: no images under {root}/<wnid>/")
     labels = [index[r.split("/", 1)[0]] for r in rel]
@@ -173,6 +249,7 @@ def _table_dataset(spec: DatasetSpec, table: datasets.Dataset, fingerprint: str,
     if label_col not in table.column_names:
         raise DataError(f"dataset {spec.text!r} has no column {label_col!r} (columns: "
                         f"{', '.join(table.column_names)}); name it with ?label=...")
+    check_label_column(table, label_col, spec.text)
     space = _label_space(spec, table, label_col, default_space)
     return TableDataset(table, spec=spec.text, label_space=space, fingerprint=fingerprint,
                         image_col=image_col, label_col=label_col)

@@ -1,8 +1,12 @@
 """Reference leaderboards shipped as data (``leaderboards/*.yaml``), and comparisons with local results.
 
+Each reference row keeps its standard AutoAttack accuracy (``autoattack``) apart from a published stronger
+evaluation (``external``, e.g. an adaptive attack; RobustBench's field of that name), and says when its name is not
+a RobustBench model id (``robustbench_id: false``: the paper's own name for a model RobustBench does not list).
+
 A comparison only ranks local rows evaluated under the reference's setup: the same label space (and fixed
-subset), number of examples, norm, eps and attack. Other rows are refused with the reason, or shown flagged with
-``--allow-mismatch``.
+subset), number of examples, norm, eps and attack, and ranks them by AutoAttack accuracy on both sides. Other rows
+are refused with the reason, or shown flagged NOT COMPARABLE and unranked with ``--allow-mismatch``.
 """
 
 from __future__ import annotations
@@ -17,18 +21,38 @@ from vitbench import _config
 from vitbench.errors import VitbenchError, unknown
 from vitbench.leaderboard.tables import Row
 from vitbench.paths import package_file
-from vitbench.threat import ThreatModel, parse_eps, parse_norm
+from vitbench.suites.autoattack import is_standard_autoattack
+from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
 REFERENCE_DIR = package_file("leaderboard", "references")
 
 
 @dataclass(frozen=True)
 class ReferenceRow:
+    """One published model: clean and standard AutoAttack accuracy (fractions), and ``external``, the robust
+    accuracy of a stronger published evaluation when there is one (never used to rank against AutoAttack runs)."""
+
     model: str
     clean: float
-    robust: float
+    autoattack: float
+    external: float | None = None
+    robustbench_id: bool = True
     source: str | None = None
     notes: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("clean", "autoattack", "external"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"row {self.model}: {key} {value} must be a fraction in [0, 1]")
+
+    @property
+    def note(self) -> str:
+        """What the comparison table says about the row (its notes, and when its name is not a RobustBench id)."""
+        parts = [] if self.robustbench_id else ["not a RobustBench id (the paper's name)"]
+        if self.external is not None:
+            parts.append(f"external evaluation {100 * self.external:.2f}")
+        return "; ".join(parts + ([self.notes] if self.notes else []))
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,7 @@ class Reference:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", parse_norm(self.norm))
-        object.__setattr__(self, "eps", parse_eps(self.eps))
+        object.__setattr__(self, "eps", check_eps(self.norm, parse_eps(self.eps)))
 
     @property
     def threat(self) -> ThreatModel:
@@ -89,7 +113,7 @@ def mismatch(row: Row, ref: Reference) -> str | None:
     if row.threat[0] != ref.norm or not math.isclose(row.threat[1], ref.eps, rel_tol=1e-6, abs_tol=1e-9):
         return f"threat {row.threat_label()} vs {ref.threat}"
     head = row.headline
-    if ref.attack == "autoattack-standard" and (head is None or not head.label.startswith("AA ")):
+    if ref.attack == "autoattack-standard" and (head is None or not is_standard_autoattack(head)):
         return f"attack {head.label.split(' ')[0] if head else '?'} vs standard AutoAttack"
     return None
 
@@ -110,44 +134,59 @@ class Comparison:
 
 def compare(rows: Sequence[Row], ref: Reference, *, allow_mismatch: bool = False,
             published: dict[str, str] | None = None) -> Comparison:
-    """Merge comparable local rows into the reference, ranked by robust accuracy.
+    """Merge comparable local rows into the reference, ranked by AutoAttack accuracy.
+
+    Reference rows rank by their ``autoattack`` number (their ``external`` one is shown beside it, never ranked);
+    local rows by their headline. Rows shown with ``allow_mismatch`` are marked NOT COMPARABLE and get no rank, so
+    the ranks count the reference rows and the comparable local rows only.
 
     Args:
         published: local model name -> the reference row it reproduces (from the zoo's robustbench_name), for a
             "delta to published" column.
 
     Raises:
-        VitbenchError: when no local row is comparable and ``allow_mismatch`` is False.
+        VitbenchError: when no local row is comparable and ``allow_mismatch`` is False, or there is no local row.
     """
     published = published or {}
     by_name = {r.model: r for r in ref.rows}
-    entries, refused = [], []
-    for r in ref.rows:
-        entries.append({"model": r.model, "source": "reference", "clean": r.clean, "robust": r.robust,
-                        "flag": r.notes or ""})
+    entries = [{"model": r.model, "source": "reference", "clean": r.clean, "robust": r.autoattack,
+                "external": r.external, "flag": r.note, "comparable": True} for r in ref.rows]
+    refused = []
     for row in rows:
         why = mismatch(row, ref)
         if why and not allow_mismatch:
             refused.append((row.model, why))
             continue
-        head = row.headline
-        clean = row.cells.get("Clean")
-        entry = {"model": row.model, "source": "local", "clean": clean.value if clean else None,
-                 "robust": head.value if head else None, "flag": f"NOT COMPARABLE: {why}" if why else ""}
-        target = by_name.get(published.get(row.model, ""))
-        if target is not None and entry["robust"] is not None:
-            entry["delta_published"] = entry["robust"] - target.robust
-        entries.append(entry)
+        entries.append(_local_entry(row, why, by_name.get(published.get(row.model, ""))))
     if not any(e["source"] == "local" for e in entries):
-        reasons = "; ".join(f"{m}: {w}" for m, w in refused) or "no local results"
-        raise VitbenchError(f"nothing to compare with {ref.name} ({ref.dataset}, {ref.n_examples} examples, "
-                            f"{ref.threat}, {ref.attack}): {reasons}; use --allow-mismatch to show them flagged")
+        raise VitbenchError(_nothing_to_compare(ref, refused))
     entries.sort(key=lambda e: -(e["robust"] if e["robust"] is not None else -1))
-    top = max(r.robust for r in ref.rows)
-    for rank, e in enumerate(entries, 1):
-        e["rank"] = rank
+    top = max(r.autoattack for r in ref.rows)
+    rank = 0
+    for e in entries:
+        rank += e["comparable"]
+        e["rank"] = rank if e["comparable"] else None
         e["delta_top"] = None if e["robust"] is None else e["robust"] - top
     return Comparison(ref, entries, refused)
+
+
+def _local_entry(row: Row, why: str | None, target: ReferenceRow | None) -> dict:
+    head, clean = row.headline, row.cells.get("Clean")
+    entry = {"model": row.model, "source": "local", "clean": clean.value if clean else None,
+             "robust": head.value if head else None, "external": None,
+             "flag": f"NOT COMPARABLE: {why}" if why else "", "comparable": why is None}
+    if target is not None and entry["robust"] is not None:
+        entry["delta_published"] = entry["robust"] - target.autoattack
+    return entry
+
+
+def _nothing_to_compare(ref: Reference, refused: list[tuple[str, str]]) -> str:
+    setup = f"{ref.name} ({ref.dataset}, {ref.n_examples} examples, {ref.threat}, {ref.attack})"
+    if not refused:
+        return (f"nothing to compare with {setup}: no local results match the filters; run `vitbench bench ...` "
+                "first (or relax --data/--models/--norm/--eps)")
+    reasons = "; ".join(f"{m}: {w}" for m, w in refused)
+    return f"nothing to compare with {setup}: {reasons}; use --allow-mismatch to show them flagged"
 
 
 def render_comparison(cmp: Comparison, fmt: str = "md") -> str:
@@ -163,8 +202,8 @@ def render_comparison(cmp: Comparison, fmt: str = "md") -> str:
     def delta(v):
         return "" if v is None else f"{100 * v:+.2f}"
     header = ["rank", "model", "source", "clean (%)", "robust (%)", "Δ top (pp)", "Δ published (pp)", "note"]
-    body = [[e["rank"], e["model"], e["source"], pct(e["clean"]), pct(e["robust"]), delta(e["delta_top"]),
-             delta(e.get("delta_published")), e["flag"]] for e in cmp.table]
+    body = [["-" if e["rank"] is None else e["rank"], e["model"], e["source"], pct(e["clean"]), pct(e["robust"]),
+             delta(e["delta_top"]), delta(e.get("delta_published")), e["flag"]] for e in cmp.table]
     fmt_name = {"md": "github", "latex": "latex_booktabs"}.get(fmt, "github")
     if fmt == "csv":
         import csv
@@ -174,6 +213,7 @@ def render_comparison(cmp: Comparison, fmt: str = "md") -> str:
         return buf.getvalue()
     text = tabulate(body, headers=header, tablefmt=fmt_name, disable_numparse=True)
     notes = [f"{cmp.ref.title}; source: {cmp.ref.source}. Ranks are among the {len(cmp.ref.rows)} reference rows "
-             "listed here plus the local rows."]
+             "listed here plus the comparable local rows, by standard AutoAttack accuracy (a row's external "
+             "evaluation is noted, never ranked; RobustBench's site ranks by it when present)."]
     notes += [f"left out {m}: {w}" for m, w in cmp.refused]
     return text + "\n\n" + "\n".join(notes) if fmt == "md" else text

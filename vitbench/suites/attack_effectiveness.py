@@ -40,7 +40,7 @@ from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, pgd, random_start, step_siz
 from vitbench.suites import DEFAULT_NORM, register
 from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy, eps_label
 from vitbench.suites.clean import predict
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 
 DEFAULT_STEPS = (1, 2, 5, 10)
 DEFAULT_ORACLE_STEPS = 200
@@ -67,6 +67,7 @@ class AttackEffectivenessConfig:
         if self.eps is None:
             raise ValueError("needs eps: pass --eps or give the model a threat_model")
         object.__setattr__(self, "norm", parse_norm(self.norm or DEFAULT_NORM))
+        check_eps(self.norm, self.eps)
         if self.eps <= 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         steps = tuple(sorted(set(self.steps)))

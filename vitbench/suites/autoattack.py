@@ -6,20 +6,23 @@ custom version would keep its constructors' defaults (5 APGD and FAB restarts) i
 
 Per sample: clean correctness, robustness, and which attack broke it. Chunk seeds are passed to pyautoattack
 (which re-seeds the global RNG before every attack call). pyautoattack's reliability checks run on every chunk and
-their flags are stored with it; "square-beat-white-box" is decided on the whole run (Square, a black-box attack,
-breaking more than 0.2% of the points the white-box attacks left robust).
+their flags are stored with it; "square-beat-white-box" is decided on the whole run by the official rule
+(autoattack's ``check_square_sr``): Square's robust accuracy lies more than 0.2 points below the lowest accuracy of
+clean and every other attack. Accuracies are cumulative, so the rule fires only when Square runs last (standard, or
+a custom list ending with it); with attacks after it (plus, other custom orders) it never fires, as in the official
+code. How many points Square broke stays in the ``after_square`` metric either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vitbench.attacks.autoattack import ATTACKS, VERSIONS, make_adversary, run_cascade
+from vitbench.attacks.autoattack import (ATTACKS, VERSIONS, cascade_accuracies, make_adversary, run_cascade,
+                                         square_beat_white_box)
 from vitbench.suites import register
 from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 
-SQUARE_ALPHA = 0.002  # pyautoattack's tolerance for Square beating the white-box attacks
 #: leaderboard rank of each version's column: the lowest present is a row's headline (the strongest version)
 HEADLINE_RANK = {"plus": 19, "standard": 20, "rand": 21, "custom": 22}
 #: attack batch (pyautoattack's default); it is part of the result, so it is a config value, not the engine's
@@ -27,6 +30,11 @@ DEFAULT_AA_BATCH = 250
 STANDARD_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
                     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
                     "rand": ("apgd-ce", "apgd-dlr")}
+
+
+def is_standard_autoattack(column: Column) -> bool:
+    """Whether a leaderboard column is a standard AutoAttack robust accuracy (what RobustBench reports)."""
+    return column.headline and column.rank == HEADLINE_RANK["standard"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class AutoAttackConfig:
         if self.norm is None or self.eps is None:
             raise ValueError("needs norm and eps: pass --norm/--eps or give the model a threat_model")
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        object.__setattr__(self, "eps", check_eps(self.norm, self.eps))
         if self.version not in VERSIONS:
             raise ValueError(f"version {self.version!r} is not one of {', '.join(VERSIONS)}")
         if self.version == "custom":
@@ -100,10 +109,11 @@ class AutoAttackSuite(Suite):
         return out
 
     def run_flags(self, records, config, metrics) -> list[str]:
-        if "square" not in config.attack_list or not records:
+        if not records:
             return []
-        by_square = sum(r["broken_by"] == "square" for r in records) / len(records)
-        return ["square-beat-white-box"] if by_square > SQUARE_ALPHA else []
+        accuracies = cascade_accuracies([r["clean_correct"] for r in records], [r["broken_by"] for r in records],
+                                        config.attack_list)
+        return ["square-beat-white-box"] if square_beat_white_box(accuracies) else []
 
     def columns(self, config: AutoAttackConfig, metrics) -> list[Column]:
         # the strongest version present in a row is its headline: plus > standard > rand > custom (lowest rank)

@@ -39,7 +39,7 @@ from vitbench.attacks.pgd import ALPHA_FACTOR_MADRY, pgd, random_start, step_siz
 from vitbench.errors import ConfigError
 from vitbench.suites import register
 from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy, eps_label
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 from vitbench.zoo import introspect
 
 DEFAULT_RHO = 0.1
@@ -84,6 +84,7 @@ class PatchSensitivityConfig:
             raise ValueError("adversarial: true needs norm and eps > 0: pass --norm/--eps or give the model a "
                              "threat_model")
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        check_eps(self.norm, self.eps)
         if self.steps < 1 or self.alpha_factor <= 0:
             raise ValueError("steps must be >= 1 and alpha_factor > 0")
 

@@ -21,7 +21,7 @@ from vitbench.attacks.pgd import ALPHA_FACTOR_MADRY, pgd, random_start, step_siz
 from vitbench.suites import register
 from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
 from vitbench.suites.clean import predict
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 
 LOSS_TOLERANCE = 1e-3
 
@@ -52,6 +52,8 @@ class PGDSweepConfig:
             raise ValueError("needs eps values: set eps (a list) or pass --eps")
         if any(e < 0 for e in eps):
             raise ValueError("eps values must be >= 0")
+        for e in eps:
+            check_eps(self.norm, e)
         object.__setattr__(self, "eps", tuple(sorted(set(round(e, 10) for e in eps))))
         object.__setattr__(self, "steps", tuple(sorted(set(self.steps))))
         if any(s < 1 for s in self.steps) or self.restarts < 1:

@@ -44,7 +44,7 @@ from vitbench.errors import ConfigError, NotFoundError, VitbenchError
 from vitbench.suites import DEFAULT_NORM, register
 from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy, eps_label
 from vitbench.suites.clean import predict
-from vitbench.threat import parse_norm
+from vitbench.threat import check_eps, parse_norm
 
 DEFAULT_EPS = 4 / 255
 DEFAULT_STEPS = 100
@@ -78,7 +78,7 @@ class SemanticConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", parse_norm(self.norm or DEFAULT_NORM))
-        object.__setattr__(self, "eps", DEFAULT_EPS if self.eps is None else self.eps)
+        object.__setattr__(self, "eps", DEFAULT_EPS if self.eps is None else check_eps(self.norm, self.eps))
         if self.eps <= 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.steps < 1 or self.alpha_factor <= 0:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
-from vitbench.errors import ConfigError
+from vitbench.errors import CheckpointError, ConfigError
 from vitbench.train.config import TrainConfig
 
 LAST = "last.pt"
@@ -30,12 +32,35 @@ def save(out: Path, *, epoch: int, config: TrainConfig, model_state: dict, optim
     return path
 
 
+#: what every last.pt written by :func:`save` holds (the RNG state of CUDA only on GPU machines)
+REQUIRED = ("epoch", "step", "config_hash", "model", "optimizer", "recipe", "rng_cpu")
+
+
+def _read(path: Path) -> dict:
+    """Read last.pt; a truncated, corrupt or foreign file is a CheckpointError that leaves it in place."""
+    keep = "it is left as it is: restore a copy, or move it aside to train from scratch"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}), so --resume cannot continue "
+                              f"from it; {keep}") from None
+    missing = [k for k in REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a vitbench training checkpoint (no {missing[0]!r}); {keep}")
+    return state
+
+
 def load(out: Path, config: TrainConfig) -> dict | None:
-    """The last checkpoint in ``out``, or None; raises if it belongs to another config."""
+    """The last checkpoint in ``out``, or None.
+
+    Raises:
+        CheckpointError: when it is truncated, corrupt or not a vitbench checkpoint (the file is kept).
+        ConfigError: when it belongs to another config.
+    """
     path = out / LAST
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read(path)
     if state.get("config_hash") != config.hash():
         theirs = json.loads(state.get("config", "{}"))
         ours = config.to_dict()

@@ -19,13 +19,15 @@ def train_command(args: argparse.Namespace) -> int:
     from vitbench.train.recipes import get_recipe
 
     get_recipe(args.recipe)
-    if args.bench:
-        _check_bench(args)
+    if args.bench and not args.register:
+        raise ConfigError("--bench runs the battery on the registered model: add --register NAME")
     cli = {"arch": args.arch, "init": args.init, "data": args.data, "epochs": args.epochs, "attack_eps": args.eps,
            "seed": args.seed}
     if args.arch_arg:
         cli["arch_args"] = _parse_arch_args(args.arch_arg)
     config = load_config(args.recipe, config_file=args.config, sets=args.set, cli=cli)
+    if args.bench:
+        _check_bench(args, config)
     name = args.register or f"{config.arch}.{config.recipe}"
     out = Path(args.out) if args.out else home() / "runs" / name
     if (out / "last.pt").exists() and not args.resume:
@@ -66,12 +68,36 @@ def _export(args: argparse.Namespace, name: str, config, result) -> None:
         print(f"registered {entry.name} (sha256 {entry.weights.sha256})")
 
 
-def _check_bench(args: argparse.Namespace) -> None:
-    """Refuse a --bench that could not run, before training."""
-    from vitbench.suites import load_preset
-    if not args.register:
-        raise ConfigError("--bench runs the battery on the registered model: add --register NAME")
-    load_preset(args.bench)
+def _check_bench(args: argparse.Namespace, config) -> None:
+    """Refuse a --bench that could not run, before training: the preset, the evaluation data (it must open) and
+    every suite config of the preset under the threat model the trained entry will get."""
+    from vitbench.data import open_dataset
+    from vitbench.suites import load_preset, resolve
+    preset = load_preset(args.bench)
+    data = _bench_data(args, config)
+    dataset = open_dataset(data)
+    threat = _trained_threat(args, config)
+    for item in preset.items:
+        resolve(item, overrides={}, default_threat=threat, dataset=dataset,
+                where=f"--bench {preset.name} on {args.register} ({data})")
+
+
+def _bench_data(args: argparse.Namespace, config) -> str:
+    data = args.bench_data or config.val_data
+    if not data:
+        raise ConfigError("--bench needs evaluation data: pass --bench-data SPEC (the config has no val_data)")
+    return data
+
+
+def _trained_threat(args: argparse.Namespace, config) -> tuple[str, float] | None:
+    """The (norm, eps) the registered entry will carry (as train.export.zoo_entry sets it)."""
+    if config.attack_eps > 0:
+        return config.attack_norm, config.attack_eps
+    if config.init:
+        from vitbench.cli._common import load_zoo
+        base = load_zoo(args).get(config.init).threat_model
+        return None if base is None else (base.norm, base.eps)
+    return None
 
 
 def bench_trained(args: argparse.Namespace, name: str, config) -> None:
@@ -87,10 +113,7 @@ def bench_trained(args: argparse.Namespace, name: str, config) -> None:
     from vitbench.suites import load_preset
     if dist.is_available() and dist.is_initialized():
         dist.barrier()  # rank 0 has registered the entry
-    data = args.bench_data or config.val_data
-    if not data:
-        raise ConfigError("--bench needs evaluation data: pass --bench-data SPEC (the config has no val_data)")
-    bench_args = argparse.Namespace(data=data, seed=0, n_examples=None, chunk_size=DEFAULT_CHUNK_SIZE,
+    bench_args = argparse.Namespace(data=_bench_data(args, config), seed=0, n_examples=None, chunk_size=DEFAULT_CHUNK_SIZE,
                                     batch_size=Options().batch_size, device=args.device, norm=None, eps=None)
     results = execute(bench_args, [load_zoo(args).get(name)], load_preset(args.bench))
     if results:

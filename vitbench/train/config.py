@@ -70,9 +70,12 @@ class TrainConfig:
     amp: bool = True
 
     def __post_init__(self) -> None:
-        from vitbench.threat import parse_eps, parse_norm
-        object.__setattr__(self, "attack_eps", parse_eps(self.attack_eps))
+        from vitbench.limits import MAX_INPUT_SIZE
+        from vitbench.threat import check_eps, parse_eps, parse_norm
         object.__setattr__(self, "attack_norm", parse_norm(self.attack_norm))
+        object.__setattr__(self, "attack_eps", check_eps(self.attack_norm, parse_eps(self.attack_eps)))
+        if not 8 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ValueError(f"input_size {self.input_size} must lie in [8, {MAX_INPUT_SIZE}] pixels")
         if self.attack_mode not in ("eval", "train"):
             raise ValueError(f"attack_mode {self.attack_mode!r} must be eval or train")
         if self.epochs < 1 or self.batch_size < 1:

@@ -190,11 +190,9 @@ def _sum_over_ranks(seen: int, correct: int, loss_sum: float, dev: torch.device,
 
 
 def _bar(loader, epoch: int, config: TrainConfig, rank: int):
-    from tqdm import tqdm
-
-    from vitbench.cli._common import progress_enabled
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, file=sys.stderr,
-                disable=rank != 0 or not progress_enabled())
+    from vitbench.cli._common import progress_iter
+    return progress_iter(loader, total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batches",
+                         enabled=rank == 0)
 
 
 def _log_epoch(out: Path, record: dict, config: TrainConfig) -> None:

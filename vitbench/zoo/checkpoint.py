@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,12 +41,13 @@ def read_checkpoint(path: Path) -> Mapping:
     if head.startswith(b"<") and b"html" in head.lower():
         raise CheckpointError(f"{path} is an HTML page, not a checkpoint: download the real file")
     try:
-        with torch.serialization.safe_globals(_SAFE_EXTRA_GLOBALS):
+        with torch.serialization.safe_globals(_SAFE_EXTRA_GLOBALS), warnings.catch_warnings():
+            # torch warns about a plain pickle's protocol before refusing it: the refusal below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported global"
         raise CheckpointError(
-            f"{path} needs arbitrary unpickling to load ({first[:160]}); refused, nothing in it was run. "
+            f"{path} needs arbitrary unpickling to load ({_unpickling_reason(exc)}); refused, nothing in it was run. "
             "Convert it to safetensors in an environment you trust, then register that file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}): "
@@ -52,6 +55,18 @@ def read_checkpoint(path: Path) -> Mapping:
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict: save model.state_dict()")
     return obj
+
+
+def _unpickling_reason(exc: pickle.UnpicklingError) -> str:
+    """What in the file torch's weights-only unpickler refused: the offending global when it names one."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it references the Python global {found.group(1)}"
+    detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    if detail:
+        return detail.group(1).strip()[:200]
+    return text.strip().splitlines()[0][:200] if text.strip() else "unsupported content"
 
 
 def _is_safetensors(path: Path, head: bytes) -> bool:
@@ -117,10 +132,24 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor], *, where: str, num
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
+        prefix = _extra_prefix(unexpected, set(own))
+        fix = (f"its keys carry the prefix {prefix!r}: add `--strip-prefix {prefix}` to `vitbench zoo register` "
+               f"(in a zoo file: weights.strip_prefix: [{prefix}])" if prefix else
+               "check arch/arch_args or set weights.strip_prefix / add_prefix")
         raise CheckpointError(f"{where}: checkpoint does not fit the architecture "
-                              f"({_describe_keys(missing, unexpected)}); check arch/arch_args or set "
-                              "weights.strip_prefix / add_prefix")
+                              f"({_describe_keys(missing, unexpected)}); {fix}")
     net.load_state_dict(state, strict=True)
+
+
+def _extra_prefix(unexpected: list[str], own: set[str]) -> str | None:
+    """A leading key segment (``module.``, ``model.``) whose removal turns the unexpected keys into the
+    architecture's own keys, if there is one."""
+    heads = {name.split(".", 1)[0] + "." for name in unexpected if "." in name}
+    for head in sorted(heads):
+        stripped = [name[len(head):] for name in unexpected if name.startswith(head)]
+        if stripped and all(name in own for name in stripped) and len(stripped) == len(unexpected):
+            return head
+    return None
 
 
 def _describe_keys(missing: list[str], unexpected: list[str]) -> str:

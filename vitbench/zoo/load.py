@@ -103,15 +103,28 @@ def load_model(entry: ZooEntry, *, device: str | torch.device = "cpu") -> Loaded
     """Build the network, load verified weights and wrap it; the result is in eval mode on ``device``.
 
     Raises:
-        CheckpointError: missing/unsafe/mismatched checkpoint. ConfigError: unknown architecture or adapter.
+        CheckpointError: missing/unsafe/mismatched checkpoint, or weights holding NaN/inf. ConfigError: unknown
+            architecture or adapter.
     """
     net, sha, trust = _build_from_source(entry)
+    check_finite(net, entry)
     prep = entry.preprocessing
     model = RobustModel(net, mean=prep.mean, std=prep.std, name=entry.name, num_classes=entry.num_classes,
                         input_size=prep.input_size)
     model.eval().to(device)
     model.entry = entry if entry.weights.sha256 == sha else replace(entry, weights=replace(entry.weights, sha256=sha))
     return LoadedModel(model, sha, trust, model_fingerprint(entry, sha))
+
+
+def check_finite(net: nn.Module, entry: ZooEntry) -> None:
+    """Refuse weights holding NaN or inf (a diverged run, a broken export): every output would be NaN."""
+    for name, tensor in net.state_dict().items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise CheckpointError(f"{entry.name}: weight {name} holds {bad} NaN or inf value"
+                                      f"{'s' if bad != 1 else ''} (of {tensor.numel()}): the checkpoint is broken "
+                                      "(a diverged training run?); nothing was evaluated, fix or replace the file")
 
 
 def check_logits(model: RobustModel, entry: ZooEntry, device: str | torch.device = "cpu") -> int:

@@ -15,8 +15,9 @@ from typing import Any
 
 from vitbench import _config
 from vitbench.errors import ConfigError, unknown
+from vitbench.limits import MAX_INPUT_SIZE, MAX_NUM_CLASSES
 from vitbench.paths import package_file
-from vitbench.threat import ThreatModel, parse_eps, parse_norm
+from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
 ZOO_VERSION = 1
 BUNDLED_ZOO = package_file("zoo", "model_zoo.yaml")
@@ -62,8 +63,11 @@ class Preprocessing:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
         if not 0 < self.crop_pct <= 1:
             raise ValueError(f"crop_pct {self.crop_pct} must lie in (0, 1]")
-        if self.input_size < 8:
-            raise ValueError(f"input_size {self.input_size} is too small")
+        if not 8 <= self.input_size <= MAX_INPUT_SIZE:
+            raise ValueError(f"input_size {self.input_size} must lie in [8, {MAX_INPUT_SIZE}] pixels")
+        if self.input_size / self.crop_pct > MAX_INPUT_SIZE:
+            raise ValueError(f"crop_pct {self.crop_pct:g} resizes to {self.input_size / self.crop_pct:.0f} px before "
+                             f"the crop, above {MAX_INPUT_SIZE}: use a crop_pct near 0.875 or 1")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be > 0")
 
@@ -77,7 +81,7 @@ class ThreatSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", parse_norm(self.norm))
-        object.__setattr__(self, "eps", parse_eps(self.eps))
+        object.__setattr__(self, "eps", check_eps(self.norm, parse_eps(self.eps)))
 
     def threat_model(self) -> ThreatModel:
         return ThreatModel(self.norm, self.eps)  # type: ignore[arg-type]
@@ -102,11 +106,15 @@ class Published:
             object.__setattr__(self, "norm", parse_norm(self.norm))
         if self.eps is not None:
             object.__setattr__(self, "eps", parse_eps(self.eps))
+            if self.norm is not None:
+                check_eps(self.norm, self.eps)
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a checkpoint comes from: paper, code, recipe and training config."""
+    """Where a checkpoint comes from: paper, code, recipe and training config, and the facts a RobustBench card
+    states about it (authors, venue, a human architecture name, extra training data, forward passes per
+    prediction). Unset card facts stay None (unknown), never a guessed constant."""
 
     paper: str | None = None
     url: str | None = None
@@ -114,6 +122,15 @@ class Provenance:
     recipe: str | None = None
     config: dict | None = None
     notes: str | None = None
+    authors: str | None = None
+    venue: str | None = None
+    architecture: str | None = None
+    additional_data: bool | None = None
+    number_forward_passes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.number_forward_passes is not None and self.number_forward_passes < 1:
+            raise ValueError(f"number_forward_passes {self.number_forward_passes} must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -146,8 +163,11 @@ class ZooEntry:
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
             raise ValueError(f"name {self.name!r} may use letters, digits and . _ + - only")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes {self.num_classes} must be >= 2")
+        if not 2 <= self.num_classes <= MAX_NUM_CLASSES:
+            raise ValueError(f"num_classes {self.num_classes} must lie in [2, {MAX_NUM_CLASSES}]")
+        size = self.arch_args.get("img_size")
+        if isinstance(size, int) and not 1 <= size <= MAX_INPUT_SIZE:
+            raise ValueError(f"arch_args.img_size {size} must lie in [1, {MAX_INPUT_SIZE}] pixels")
 
     @property
     def base_dir(self) -> Path:
