@@ -51,6 +51,21 @@ def test_attribution_and_flags():
     assert result.flags == []
 
 
+def test_checks_are_recorded_when_the_cli_quiets_pyautoattack(monkeypatch):
+    """The CLI sets pyautoattack's logger to ERROR (no noise on the terminal); its check warnings must still
+    become flags, or every CLI AutoAttack run loses them."""
+    import logging
+    logger = logging.getLogger("auto-attack")
+    monkeypatch.setattr(logger, "level", logging.ERROR)
+    entry, model = _robust_model()
+    x, y = _data(entry, 8)
+    softmax_model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1))
+    result = run_cascade(make_adversary(softmax_model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
+                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+    assert "softmax-output" in result.flags
+    assert logger.level == logging.ERROR and logger.propagate
+
+
 def test_softmax_output_is_flagged():
     entry, model = _robust_model()
     x, y = _data(entry, 8)

@@ -153,7 +153,13 @@ def _checks(adversary, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Non
 def run_cascade(adversary, x: torch.Tensor, y: torch.Tensor, *, batch_size: int) -> CascadeResult:
     """Run the AutoAttack cascade on (x, y) (already on the adversary's device)."""
     collector = _FlagCollector()
-    adversary.logger.addHandler(collector)
+    logger = adversary.logger
+    saved = (logger.level, logger.propagate)
+    if logger.getEffectiveLevel() > logging.WARNING:
+        # the CLI quiets pyautoattack's logger; its check warnings must still reach the collector (not the screen)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    logger.addHandler(collector)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -161,7 +167,9 @@ def run_cascade(adversary, x: torch.Tensor, y: torch.Tensor, *, batch_size: int)
         for w in caught:
             collector.add(str(w.message))
     finally:
-        adversary.logger.removeHandler(collector)
+        logger.removeHandler(collector)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
     result.flags = collector.flags
     return result
 
