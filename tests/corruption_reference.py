@@ -66,6 +66,23 @@ def gaussian_filter(a: np.ndarray, sigma: float, mode: str = "nearest", truncate
     return correlate1d(correlate1d(a, w, a.ndim - 2, mode), w, a.ndim - 1, mode)
 
 
+def gaussian_filter_scipy_order(a: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter (mode 'nearest') with scipy's own sums, over the last two axes: per axis the
+    centre tap, then the symmetric pairs (a[i - j] + a[i + j]) w_j from the outermost in (bitwise equal to
+    scipy 1.17 on float64). Glass blur truncates right after it, where the order of the sums decides."""
+    w = gaussian_kernel1d(sigma)
+    r = len(w) // 2
+    out = np.asarray(a, dtype=np.float64)
+    for axis in (a.ndim - 2, a.ndim - 1):
+        idx = np.arange(out.shape[axis])
+        acc = np.take(out, idx, axis=axis) * w[r]
+        for j in range(r, 0, -1):
+            acc = acc + (np.take(out, border_index(idx - j, len(idx), "nearest"), axis=axis)
+                         + np.take(out, border_index(idx + j, len(idx), "nearest"), axis=axis)) * w[r + j]
+        out = acc
+    return out
+
+
 def correlate2d(a: np.ndarray, kernel: np.ndarray, mode: str, anchor: tuple[int, int] | None = None) -> np.ndarray:
     """cv2.filter2D-style correlation over the last two axes, one shifted copy per kernel tap."""
     kh, kw = kernel.shape
@@ -343,18 +360,21 @@ def gaussian_blur(img, sigma, d):
 
 
 def glass_blur(img, p, d):
-    """The reference's sequential swap loop (reverse raster order), with the drawn offsets."""
+    """The reference's loop statement for statement, on an (H, W, 3) uint8 array as in the generators.
+
+    ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns numpy views: x[h', w'] is copied into x[h, w], then
+    x[h', w'] gets the view x[h, w], which now holds x[h', w']'s own values; so it is a copy, not a swap."""
     sigma, delta, iterations = p
-    x = np.floor(gaussian_filter(img, sigma) * 255) / 255
-    h, w = img.shape[-2:]
+    x = np.uint8(gaussian_filter_scipy_order(img, sigma).transpose(1, 2, 0) * 255)
+    height, width = x.shape[:2]
     for it in range(iterations):
-        for r in range(h - delta, delta, -1):
-            for c in range(w - delta, delta, -1):
-                dy = d["dy"][it, r - delta - 1, c - delta - 1]
-                dx = d["dx"][it, r - delta - 1, c - delta - 1]
-                rr, cc = r + dy, c + dx
-                x[:, r, c], x[:, rr, cc] = x[:, rr, cc].copy(), x[:, r, c].copy()
-    return np.clip(gaussian_filter(x, sigma), 0, 1)
+        for h in range(height - delta, delta, -1):
+            for w in range(width - delta, delta, -1):
+                dy = int(d["dy"][it, h - delta - 1, w - delta - 1])
+                dx = int(d["dx"][it, h - delta - 1, w - delta - 1])
+                h_prime, w_prime = h + dy, w + dx
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return np.clip(gaussian_filter(x.transpose(2, 0, 1) / 255., sigma), 0, 1)
 
 
 def disk(radius: float, alias_blur: float) -> np.ndarray:

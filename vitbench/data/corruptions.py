@@ -26,12 +26,10 @@ Deviations from the reference generators (also noted where they occur):
 - frost: the reference blends one of six frost photographs, which are not available offline; a procedural ice
   texture (haze plus needles at the 60-degree symmetry of ice, drawn from the generator) is blended instead with
   the reference weights. Frost numbers are not comparable with published ones.
-- glass_blur: the reference swaps pixels one at a time in reverse raster order, each with a uniform offset in
-  [-d, d-1]^2 (about 0.5-2 s per 224 px image in numpy). Here every eligible pixel keeps its own random offset
-  and swap, but the swaps run in (2d)^2 rounds of disjoint pairs (anchors 2d apart, one round per anchor phase,
-  phases in reverse raster order). With the same offsets, both move the same share of pixels (81-97 %) by the
-  same mean distance (within 6 %, 32-224 px, severities 1, 3, 5); the loop's long carry chains are shorter here
-  (largest displacement at 224 px, severity 5: 33 px against 53 px).
+- glass_blur: none in the loop. The reference's ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views
+  copies x[h', w'] into x[h, w] (not a swap); :func:`glass_sources` gives each pass's copies at once, equal to
+  the sequential loop. The first blur uses scipy's own order of sums, so the 8-bit truncation after it falls on
+  scipy's side (given numpy's Gaussian taps: numpy versions differ in exp's last bit, which moves a few values).
 - motion_blur: ImageMagick 6's MotionBlurImage is reproduced in floating point (weights, offset rounding, edge
   pixels; equal to ``convert -motion-blur`` 6.9.11 Q16 to its 16-bit quantum). The reference's output then went
   through an 8-bit PNG (truncated); that is not done here.
@@ -339,44 +337,61 @@ def _draw_glass(x: torch.Tensor, p: tuple, gen: torch.Generator | None) -> dict[
             "dx": torch.randint(-delta, delta, shape, generator=gen)}
 
 
-def _glass_shuffle(x: torch.Tensor, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Local pixel swaps: pixel (r, c), r, c in [delta + 1, n - delta], swaps with (r + dy, c + dx).
+def glass_sources(h: int, w: int, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Where each pixel's value comes from after one pass of the reference's glass loop, as flat indices.
 
-    Anchors 2 delta apart own disjoint windows [r - delta, r + delta - 1], so each round swaps all anchors of one
-    phase at once; phases run from the last to the first (reverse raster order within a 2 delta block).
+    The reference visits (r, c), r in [delta + 1, h - delta], c in [delta + 1, w - delta], in reverse raster
+    order and runs ``x[r, c], x[r', c'] = x[r', c'], x[r, c]`` on numpy views: x[r', c'] is copied into x[r, c]
+    and x[r', c'] keeps its value (not a swap). So each visited pixel is written once per pass, with its
+    source's value at that moment: the source's new value if the source was visited earlier (it lies later in
+    raster order and is itself visited), else its value from before the pass. Following those links from a
+    pixel ends at a pixel whose source still held its old value; the links only go forward in raster order,
+    so pointer doubling finds every chain's end in log2(longest chain) gathers, equal to the loop.
 
     Args:
-        x: (B, C, H, W), swapped in a copy.
-        dy, dx: (B, H - 2 delta, W - 2 delta) offsets in [-delta, delta - 1] for one pass.
+        dy, dx: (B, h - 2 delta, w - 2 delta) integer offsets in [-delta, delta - 1] of the visited pixels.
+
+    Returns:
+        (B, h w) int64: the pass's output pixel p holds the input pixel sources[p].
     """
-    b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w).clone()
-    period = 2 * delta
-    for phase in reversed(range(period * period)):
-        pr, pc = divmod(phase, period)
-        rows = torch.arange(pr, h - 2 * delta, period, device=x.device)
-        cols = torch.arange(pc, w - 2 * delta, period, device=x.device)
-        if len(rows) == 0 or len(cols) == 0:
-            continue
-        sel_dy = dy.index_select(1, rows).index_select(2, cols)
-        sel_dx = dx.index_select(1, rows).index_select(2, cols)
-        r = (rows + delta + 1).view(1, -1, 1)
-        col = (cols + delta + 1).view(1, 1, -1)
-        anchor = (r * w + col).expand(b, -1, -1).reshape(b, 1, -1).expand(b, c, -1)
-        partner = ((r + sel_dy) * w + (col + sel_dx)).reshape(b, 1, -1).expand(b, c, -1)
-        here, there = flat.gather(2, anchor), flat.gather(2, partner)
-        flat.scatter_(2, anchor, there)
-        flat.scatter_(2, partner, here)
-    return flat.view(b, c, h, w)
+    b, dev = dy.shape[0], dy.device
+    flat = torch.arange(h * w, device=dev).view(1, h, w).repeat(b, 1, 1)        # (B, H, W) identity
+    inner = (slice(None), slice(delta + 1, h - delta + 1), slice(delta + 1, w - delta + 1))
+    visited = torch.zeros(h, w, dtype=torch.bool, device=dev)
+    visited[inner[1:]] = True
+    src = flat.clone()
+    src[inner] = flat[inner] + dy.to(dev) * w + dx.to(dev)
+    src, visited = src.view(b, -1), visited.view(-1)
+    forward = (src > flat.view(b, -1)) & visited[src]               # the source was already rewritten
+    link = torch.where(forward, src, flat.view(b, -1))              # chain ends link to themselves
+    while True:
+        jumped = link.gather(1, link)
+        if torch.equal(jumped, link):
+            return src.gather(1, link)
+        link = jumped
+
+
+def _exact_8bit(x: torch.Tensor) -> torch.Tensor:
+    """x in float64; a batch that holds 8-bit values (x == round(255 x) / 255 in its dtype, as decoded images
+    do) gets them exactly (k / 255 in float64, as the reference's uint8 / 255.), so that a truncation to 8 bits
+    after a blur falls on the reference's side."""
+    levels = torch.round(x.double() * 255)
+    if x.dtype != torch.float64 and torch.equal((levels / 255).to(x.dtype), x):
+        return levels / 255
+    return x.double()
 
 
 def _glass_blur(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Gaussian blur, 8-bit truncation, local pixel shuffles (see :func:`_glass_shuffle`), Gaussian blur."""
+    """Gaussian blur, 8-bit truncation, the reference's local pixel copies (:func:`glass_sources`, one pass per
+    iteration), Gaussian blur."""
     sigma, delta, iterations = p
-    y = torch.floor(ops.gaussian_filter(x, sigma) * 255) / 255
+    b, c, h, w = x.shape
+    y = (torch.floor(ops.gaussian_filter_scipy_order(_exact_8bit(x), sigma) * 255) / 255).to(x.dtype)
     if d["dy"].shape[-1] > 0 and d["dy"].shape[-2] > 0:
-        for i in range(iterations):
-            y = _glass_shuffle(y, delta, d["dy"][:, i].to(x.device), d["dx"][:, i].to(x.device))
+        index = torch.arange(h * w, device=x.device).expand(b, -1)                # (B, H W)
+        for i in range(iterations):                                               # compose the passes
+            index = index.gather(1, glass_sources(h, w, delta, d["dy"][:, i], d["dx"][:, i]).to(x.device))
+        y = y.reshape(b, c, h * w).gather(2, index.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w)
     return ops.gaussian_filter(y, sigma)
 
 
