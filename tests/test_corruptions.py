@@ -33,10 +33,12 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def reference(x: torch.Tensor, name: str, severity: int, draws: dict[str, torch.Tensor]) -> np.ndarray:
-    params = C.corruption_params(name, severity, C.table_for(*x.shape[-2:]))
-    return np.stack([R.corrupt_image(x[i].double().numpy(), name, params, {k: v[i].numpy() for k, v in draws.items()})
-                     for i in range(len(x))])
+def reference(x: torch.Tensor, name: str, severity: int, draws: dict[str, torch.Tensor],
+              table: str | None = None) -> np.ndarray:
+    table = table or C.table_for(*x.shape[-2:])
+    params = C.corruption_params(name, severity, table)
+    return np.stack([R.corrupt_image(x[i].double().numpy(), name, params, {k: v[i].numpy() for k, v in draws.items()},
+                                     table) for i in range(len(x))])
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -315,12 +317,35 @@ def test_brightness_contrast_saturate_closed_forms():
     assert torch.allclose(sat[0, :, 0, 0], torch.tensor([0.5, 0.4, 0.4]))
 
 
-def test_frost_texture_is_bluish_bounded_and_seeded():
-    noise = torch.randn(3, 4, 64, 64, generator=gen(0))
-    tex = C.frost_texture(noise, torch.tensor([0.1, 0.5, 0.9]))
-    assert float(tex.min()) >= 0 and float(tex.max()) <= 1 and 0.35 < float(tex.mean()) < 0.65
-    assert bool((tex[:, 2].mean(dim=(1, 2)) > tex[:, 0].mean(dim=(1, 2))).all())
-    assert not torch.equal(tex[0], tex[1])
+@pytest.mark.parametrize("side, table", [(32, "cifar"), (64, "tiny"), (224, "imagenet")])
+def test_frost_crops_the_reference_photographs(side, table):
+    """Every photograph the reference draws, resized per table (cv2's 8-bit linear resize) and cropped at the
+    drawn offsets; the frost layer alone (image weight 0) is the crop itself."""
+    x = natural(24, side, seed=side, dtype=torch.float64)
+    for severity in (1, 5):
+        draws = C.draw_randomness(x, "frost", severity, gen(severity), table=table)
+        assert set(draws["index"].tolist()) == set(range(5))            # frost6.jpg is never drawn
+        out = C.apply_corruption(x, "frost", severity, draws, table=table).numpy()
+        np.testing.assert_allclose(out, reference(x, "frost", severity, draws, table), rtol=0, atol=1e-12)
+    crops = C.frost_crops(draws, side, side, C.FROST_SCALE[table])
+    index, factor, top, left = crops[0]
+    photo = R.frost_photograph(index, table)
+    expected = photo[top:top + side, left:left + side].transpose(2, 0, 1)
+    np.testing.assert_array_equal(C.frost_image(index, factor)[:, top:top + side, left:left + side].numpy(), expected)
+
+
+def test_frost_resize_equals_opencv_arithmetic_and_larger_images_get_a_crop():
+    photo = C.frost_image(0, 1.0)
+    assert tuple(photo.shape) == (3, 600, 900)
+    assert tuple(C.frost_image(1, 0.3).shape) == (3, 94, 168) and tuple(C.frost_image(1, 0.2).shape) == (3, 63, 112)
+    for f in (0.2, 0.3):
+        ours = ops.resize_linear_8bit(photo, f, f).permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(ours, R.cv2_resize_linear(photo.permute(1, 2, 0).numpy(), f))
+    draws = {"index": torch.tensor([1]), "offset": torch.tensor([[0.999, 0.0]], dtype=torch.float64)}
+    big = C.apply_corruption(natural(1, 320), "frost", 2, draws)           # frost2 has 315 rows: resized to fit
+    index, factor, top, left = C.frost_crops(draws, 320, 320, 1.0)[0]
+    assert factor > 1 and C.frost_image(1, factor).shape[1] > 320 and top == C.frost_image(1, factor).shape[1] - 321
+    assert big.shape == (1, 3, 320, 320) and float(big.std()) > 0.05
 
 
 def test_jpeg_matches_pillow_and_loses_more_at_lower_quality():

@@ -23,9 +23,11 @@ Deviations from the reference generators (also noted where they occur):
 - Outputs are floats clamped to [0, 1]. The released ImageNet-C files were further truncated to 8 bits
   (np.uint8) and saved as JPEG quality 85; that is not done here. The 8-bit steps inside a corruption are kept
   (glass blur, snow, spatter).
-- frost: the reference blends one of six frost photographs, which are not available offline; a procedural ice
-  texture (haze plus needles at the 60-degree symmetry of ice, drawn from the generator) is blended instead with
-  the reference weights. Frost numbers are not comparable with published ones.
+- frost: none at the reference's sizes. The reference's photographs ship in ``vitbench/data/files/frost``
+  (Apache-2.0); one of the first five is drawn (the reference's ``randint(5)`` never picks frost6.jpg),
+  resized for the 64 and 32 px tables as the reference does (cv2.resize INTER_LINEAR by 0.3 / 0.2, 8-bit fixed
+  point: :func:`vitbench.data.image_ops.resize_linear_8bit`) and cropped at a drawn offset. Images larger than
+  the reference allows (at least one offset per axis) get the photograph resized just large enough.
 - glass_blur: none in the loop. The reference's ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views
   copies x[h', w'] into x[h, w] (not a swap); :func:`glass_sources` gives each pass's copies at once, equal to
   the sequential loop. The first blur uses scipy's own order of sums, so the 8-bit truncation after it falls on
@@ -47,17 +49,21 @@ Deviations from the reference generators (also noted where they occur):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.io
+from PIL import Image
 
 from vitbench.data import image_ops as ops
 from vitbench.errors import ConfigError, did_you_mean
+from vitbench.paths import package_file
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +86,12 @@ MUD_RGB = (63.0, 42.0, 20.0)
 #: OpenCV emboss kernel and Canny thresholds of the reference's water spatter
 EMBOSS = ((-2.0, -1.0, 0.0), (-1.0, 1.0, 1.0), (0.0, 1.0, 2.0))
 CANNY_THRESHOLDS = (50.0, 150.0)
+#: the reference's frost photographs (vitbench/data/files/frost, Apache-2.0; credit in its README.md)
+FROST_FILES: tuple[str, ...] = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+#: the reference picks np.random.randint(5): the first five (frost6.jpg is listed but never drawn)
+FROST_CHOICES = 5
+#: per table, the factor of the reference's cv2.resize of the photograph before the crop (ImageNet crops it as is)
+FROST_SCALE = {"imagenet": 1.0, "tiny": 0.3, "cifar": 0.2}
 #: the reference's snow lifts the image towards grey * 1.5 + 0.5
 _SNOW_LIFT = (1.5, 0.5)
 #: on the CPU a batch is corrupted this many values at a time (a few images at 224 px), so that each step's
@@ -429,45 +441,52 @@ def _snow(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor
 
 
 def _draw_frost(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
-    b, _, h, w = x.shape
-    return {"noise": torch.randn((b, 4, h, w), generator=gen), "angle": _uniform((b,), 0.0, math.pi / 3, gen)}
+    """Which photograph (the reference's randint(5)) and where to crop it (U[0, 1) per axis, scaled by the
+    number of offsets once the photograph's size is known: floor(u n), the law of randint(0, n))."""
+    b = x.shape[0]
+    return {"index": torch.randint(0, FROST_CHOICES, (b,), generator=gen),
+            "offset": torch.rand((b, 2), generator=gen, dtype=torch.float64)}
 
 
-def frost_texture(noise: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """A procedural frost image (B, 3, H, W) in [0, 1], standing in for the reference's frost photographs.
+@functools.lru_cache(maxsize=16)
+def frost_image(index: int, scale: float) -> torch.Tensor:
+    """Frost photograph ``index`` (0-based in :data:`FROST_FILES`) as the reference holds it before the crop:
+    decoded as RGB (alpha dropped, as cv2.imread does), resized by ``scale`` with cv2.resize INTER_LINEAR
+    unless scale is 1. (3, H, W) uint8 on the CPU."""
+    with Image.open(package_file("data", "files", "frost", FROST_FILES[index])) as img:
+        rgb = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    return rgb if scale == 1.0 else ops.resize_linear_8bit(rgb, scale, scale)
 
-    Three noise channels are filtered to thin needles at the angles angle + k 60 degrees (k = 0, 1, 2; ice's
-    hexagonal symmetry) and turned into ridges; the fourth becomes a 1/f haze that also modulates the needles'
-    density. Scales follow the image side, so 32 px and 224 px images get the same look. Bluish white tint.
-    Computed in the noise's dtype (float32, or float64 for exactness checks).
 
-    Args:
-        noise: (B, 4, H, W) standard normal.
-        angle: (B,) base needle angle in radians.
-    """
-    h, w = noise.shape[-2:]
-    side, dt, dev = max(h, w), noise.dtype, noise.device
-    fy = torch.fft.fftfreq(h, dtype=dt, device=dev).view(1, 1, -1, 1) * side
-    fx = torch.fft.rfftfreq(w, dtype=dt, device=dev).view(1, 1, 1, -1) * side
-    rho, phi = torch.sqrt(fx ** 2 + fy ** 2), torch.atan2(fy, fx)
-    theta = angle.to(dt).view(-1, 1, 1, 1) + torch.arange(3, dtype=dt, device=dev).view(1, 3, 1, 1) * math.pi / 3
-    off = torch.remainder(phi - theta + math.pi / 2, math.pi) - math.pi / 2
-    spectrum = torch.fft.rfft2(noise)
-    band = torch.exp(-off ** 2 / (2 * math.radians(3) ** 2)) * torch.exp(-(rho / (side / 8)) ** 2) * (rho > 1.5)
-    needles = torch.fft.irfft2(spectrum[:, :3] * band, s=(h, w))
-    needles = needles / needles.std(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    ridges = ((1 - needles.abs() / 0.6).clamp(min=0) ** 2).amax(dim=1, keepdim=True)
-    haze = torch.fft.irfft2(spectrum[:, 3:] / (rho + 2.0) ** 1.8, s=(h, w))
-    haze = haze / haze.std(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    value = 0.4 + 0.12 * haze + 0.6 * ridges * torch.sigmoid(1.5 * haze + 0.5)
-    tint = torch.tensor([0.86, 0.94, 1.0], dtype=dt, device=dev).view(1, 3, 1, 1)
-    return (value * tint).clamp(0, 1)
+def _frost_scale(index: int, scale: float, h: int, w: int) -> float:
+    """The table's resize factor, or (images larger than the reference's photographs allow) the smallest factor
+    that leaves at least one crop offset on each axis."""
+    full = frost_image(index, 1.0)
+    scaled = frost_image(index, scale)
+    if scaled.shape[1] > h and scaled.shape[2] > w:
+        return scale
+    return max(scale, (h + 1.5) / full.shape[1], (w + 1.5) / full.shape[2])
+
+
+def frost_crops(draws: dict[str, torch.Tensor], h: int, w: int, scale: float) -> list[tuple[int, float, int, int]]:
+    """(photograph index, resize factor, top, left) of each image's frost crop, from its draws: the reference's
+    randint(0, H_frost - h) and randint(0, W_frost - w) as floor(u n)."""
+    crops = []
+    for index, (u_top, u_left) in zip(draws["index"].tolist(), draws["offset"].tolist()):
+        factor = _frost_scale(index, scale, h, w)
+        _, fh, fw = frost_image(index, factor).shape
+        crops.append((index, factor, min(int(u_top * (fh - h)), fh - h - 1), min(int(u_left * (fw - w)), fw - w - 1)))
+    return crops
 
 
 def _frost(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """c_image x + c_frost frost (procedural frost texture: see the module docstring)."""
-    texture = frost_texture(d["noise"].to(x), d["angle"].to(x.device))
-    return p[0] * x + p[1] * texture
+    """c_image x + c_frost frost, with an (H, W) crop of one of the reference's frost photographs (resized for the
+    64 and 32 px tables, as the reference does)."""
+    image_weight, frost_weight, scale = p
+    h, w = x.shape[-2:]
+    crops = [frost_image(i, f)[:, top:top + h, left:left + w] for i, f, top, left in frost_crops(d, h, w, scale)]
+    frost = torch.stack(crops).to(x.device, x.dtype)
+    return image_weight * x + frost * (frost_weight / 255)
 
 
 def _mapsize(h: int, w: int) -> int:
@@ -634,9 +653,12 @@ def _check_images(x: torch.Tensor) -> None:
 
 
 def _resolve(x: torch.Tensor, name: str, severity: int, table: str | None) -> Any:
+    """The severity's parameters, plus the table's own constants where a corruption has them (frost's resize)."""
     _check(name, severity)
     _check_images(x)
-    return corruption_params(name, severity, table or table_for(*x.shape[-2:]))
+    table = table or table_for(*x.shape[-2:])
+    params = corruption_params(name, severity, table)
+    return (*params, FROST_SCALE[table]) if name == "frost" else params
 
 
 def draw_randomness(x: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *,
