@@ -84,7 +84,7 @@ _TABLE_BOUNDS = ((math.sqrt(TABLE_SIZES["cifar"] * TABLE_SIZES["tiny"]), "cifar"
 WATER_RGB = (175.0, 238.0, 238.0)
 MUD_RGB = (63.0, 42.0, 20.0)
 #: OpenCV emboss kernel and Canny thresholds of the reference's water spatter
-EMBOSS = ((-2.0, -1.0, 0.0), (-1.0, 1.0, 1.0), (0.0, 1.0, 2.0))
+EMBOSS = ((-2, -1, 0), (-1, 1, 1), (0, 1, 2))
 CANNY_THRESHOLDS = (50.0, 150.0)
 #: the reference's frost photographs (vitbench/data/files/frost, Apache-2.0; credit in its README.md)
 FROST_FILES: tuple[str, ...] = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
@@ -525,28 +525,45 @@ def _draw_spatter(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[
 def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     """The reference's water-drop shading (before scaling) from an 8-bit liquid layer (B, 1, H, W) 0..255:
     Canny edges -> chamfer distance (cap 20) -> 3x3 mean, truncation -> histogram equalisation -> emboss
-    (8-bit saturation) -> 3x3 mean (8-bit rounding) -> times the liquid, normalised to max 1."""
+    (8-bit saturation) -> 3x3 mean (8-bit rounding) -> times the liquid, normalised to max 1. The local steps
+    run a few images at a time (cache), the distance transform's row sweeps once for the batch."""
     work = liquid.to(torch.float64)
-    edges = ops.canny(work[:, 0], *CANNY_THRESHOLDS)
-    dist = ops.chamfer_distance(edges, 20.0).to(torch.float64).unsqueeze(1)
-    dist = torch.floor(ops.box_mean3(dist.to(torch.float32)).to(torch.float64))
-    dist = ops.equalize_hist(dist[:, 0]).unsqueeze(1)
-    dist = torch.round(ops.filter2d(dist, torch.tensor(EMBOSS, dtype=torch.float64), "mirror")).clamp(0, 255)
-    dist = torch.round(ops.box_mean3(dist))
-    m = work * dist
+    parts = _chunks(work)
+    edges = torch.cat([ops.canny(work[part, 0], *CANNY_THRESHOLDS) for part in parts])
+    dist = ops.chamfer_distance(edges, 20.0).unsqueeze(1)                        # (B, 1, H, W) float32
+    return torch.cat([_water_shading(work[part], dist[part]) for part in parts])
+
+
+def _water_shading(liquid: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """The steps of :func:`water_mask` after the distance transform (float64 liquid, float32 distances); after
+    the first truncation every value is an 8-bit integer, so the rest runs in exact integer arithmetic."""
+    dist = torch.floor(ops.box_mean3(dist.to(torch.float64)).to(torch.float32))                   # uint8 cast
+    dist = ops.equalize_hist(dist[:, 0].to(torch.int32)).unsqueeze(1)
+    dist = ops.correlate_small(dist, EMBOSS, "mirror").clamp_(0, 255)                 # cv2.filter2D to CV_8U
+    dist = ops.box_sum3(dist)
+    dist = torch.div(dist * 2 + 9, 18, rounding_mode="floor")          # cvRound(sum / 9): never a tie
+    m = liquid * dist
     return m / m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
 
 
-def _spatter(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Liquid layer N(loc, scale) smoothed (sigma) and thresholded; water drops (mud = 0) or mud (mud = 1)."""
+def spatter_layer(like: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The spatter mask of a whole batch, (B, 1, H, W) in like's dtype: liquid layer N(loc, scale) smoothed
+    (sigma) and thresholded, then water drops' shading x intensity (mud = 0) or the mud mask (mud = 1). It
+    depends on the draws only, so it is made once per batch before the chunked blend."""
     loc, scale, sigma, threshold, intensity, mud = p
-    liquid = ops.gaussian_filter(loc + scale * d["liquid"].to(x), sigma)
+    liquid = ops.gaussian_filter(loc + scale * d["liquid"].to(like), sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mud == 0:
-        m = water_mask(torch.floor(liquid * 255).clamp(0, 255)).to(x.dtype) * intensity
+        return water_mask(torch.floor(liquid * 255).clamp(0, 255)).to(like.dtype) * intensity
+    m = ops.gaussian_filter((liquid > threshold).to(like.dtype), intensity)
+    return torch.where(m < 0.8, torch.zeros_like(m), m)
+
+
+def _spatter(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Water drops add pale turquoise (mud = 0); mud replaces the image with brown (mud = 1)."""
+    m = d["layer"].to(x)
+    if p[5] == 0:
         return x + m * torch.tensor(WATER_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
-    m = ops.gaussian_filter((liquid > threshold).to(x.dtype), intensity)
-    m = torch.where(m < 0.8, torch.zeros_like(m), m)
     return x * (1 - m) + m * torch.tensor(MUD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
 
 
@@ -573,12 +590,36 @@ def _pixelate(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Te
     return ops.resize_box(ops.resize_box(x, int(h * c), int(w * c)), h, w)
 
 
+#: JPEG work runs in groups of about this many values, so that the conversions around the codec stay in cache
+JPEG_GROUP_VALUES = 1 << 18
+
+
+def _to_8bit_hwc(x: torch.Tensor, rounding: str) -> np.ndarray:
+    """(B, 3, H, W) floats -> (B, H, W, 3) uint8: x 255 clamped to [0, 255], rounded ("round") or truncated
+    ("floor", np.uint8's cast). The layout changes in float (torch's channels-last kernel) and the cast runs in
+    numpy: both several times faster on the CPU than torch's uint8 copies."""
+    levels = x.detach().to("cpu").contiguous(memory_format=torch.channels_last).mul_(255).clamp_(0, 255)
+    levels = levels.round_() if rounding == "round" else levels.floor_()
+    return levels.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str) -> torch.Tensor:
+    """x to 8 bits (:func:`_to_8bit_hwc`), then libjpeg (torchvision.io) encode at ``quality`` and decode of each
+    image; returns (B, 3, H, W) in [0, 1] in x's dtype on x's device."""
+    out = torch.empty(x.shape, dtype=x.dtype)
+    per = max(1, JPEG_GROUP_VALUES // max(1, x[0].numel()))
+    for start in range(0, len(x), per):
+        hwc = torch.from_numpy(_to_8bit_hwc(x[start:start + per], rounding))
+        encoded = torchvision.io.encode_jpeg(list(hwc.permute(0, 3, 1, 2)), quality=int(quality))
+        decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)  # CHW views of HWC
+        planar = np.stack([image.numpy() for image in decoded])                  # (G, 3, H, W) uint8, reordered
+        out[start:start + per].copy_(torch.from_numpy(planar))
+    return out.div_(255).to(x.device)
+
+
 def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor]) -> torch.Tensor:
     """JPEG at the quality, through libjpeg (torchvision.io) on the CPU, from the image rounded to 8 bits."""
-    images = torch.round(x.detach().clamp(0, 1) * 255).to("cpu", torch.uint8)
-    encoded = torchvision.io.encode_jpeg(list(images), quality=int(quality))
-    decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)
-    return torch.stack(decoded).to(x.device, x.dtype) / 255
+    return _jpeg_roundtrip(x, quality, "round")
 
 
 def _draw_elastic(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -679,18 +720,36 @@ def draw_randomness(x: torch.Tensor, name: str, severity: int, generator: torch.
 
 
 def apply_corruption(x: torch.Tensor, name: str, severity: int, draws: dict[str, torch.Tensor], *,
-                     table: str | None = None) -> torch.Tensor:
+                     table: str | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """The corruption of ``x`` with the given random draws (from :func:`draw_randomness`).
 
+    Args:
+        out: optional tensor like x (not x itself) to write the result into; reusing one across calls spares
+            the page faults of a fresh large output (a 100-image chunk at 224 px is 60 MB).
+
     Returns:
-        (B, 3, H, W) on x's device and in x's dtype, clamped to [0, 1].
+        (B, 3, H, W) on x's device and in x's dtype, clamped to [0, 1] (``out`` when given).
     """
     params = _resolve(x, name, severity, table)
     work, apply = _work(x), _IMPLEMENTATIONS[name][1]
-    out = torch.empty_like(work)
+    result = _output(x, work, out)
+    if name == "spatter":                     # the layer's distance transform sweeps rows once for the batch
+        draws = {"layer": spatter_layer(work, params, draws)}
     for part in _chunks(work):
-        torch.clamp(apply(work[part], params, {k: v[part] for k, v in draws.items()}), 0.0, 1.0, out=out[part])
-    return out.to(x.dtype)
+        torch.clamp(apply(work[part], params, {k: v[part] for k, v in draws.items()}), 0.0, 1.0, out=result[part])
+    if out is not None and result is not out:
+        return out.copy_(result)
+    return result.to(x.dtype)
+
+
+def _output(x: torch.Tensor, work: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """Where a corruption writes: ``out`` when it can take the compute dtype, else a new tensor."""
+    if out is None:
+        return torch.empty_like(work)
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device or out.data_ptr() == x.data_ptr():
+        raise ConfigError(f"corruption out= must be a separate tensor of x's shape, dtype and device "
+                          f"{tuple(x.shape)} {x.dtype} {x.device}; got {tuple(out.shape)} {out.dtype} {out.device}")
+    return out if out.dtype == work.dtype else torch.empty_like(work)
 
 
 def _chunks(x: torch.Tensor) -> list[slice]:
@@ -702,7 +761,7 @@ def _chunks(x: torch.Tensor) -> list[slice]:
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *,
-            table: str | None = None) -> torch.Tensor:
+            table: str | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply an ImageNet-C corruption to a batch.
 
     Args:
@@ -711,14 +770,16 @@ def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generato
         severity: 1..5.
         generator: CPU generator for the random corruptions (same seed, same output on every device).
         table: "cifar", "tiny" or "imagenet"; default chosen from the image size (:func:`table_for`).
+        out: optional separate tensor like x that receives the result (see :func:`apply_corruption`).
 
     Returns:
         (B, 3, H, W), same device and dtype as x, in [0, 1].
 
     Raises:
-        ConfigError: unknown corruption or table, severity outside 1..5, or a batch of the wrong shape.
+        ConfigError: unknown corruption or table, severity outside 1..5, a batch of the wrong shape, or an
+            ``out`` that does not match x.
     """
     draws = draw_randomness(x, name, severity, generator, table=table)
     log.debug("%s severity %d on %s images %s (table %s)", name, severity, x.device, tuple(x.shape),
               table or table_for(*x.shape[-2:]))
-    return apply_corruption(x, name, severity, draws, table=table)
+    return apply_corruption(x, name, severity, draws, table=table, out=out)
