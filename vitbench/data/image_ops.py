@@ -381,6 +381,44 @@ def resize_box(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return _box_axis(_box_axis(x, -1, width), -2, height)
 
 
+def _opencv_linear_coefficients(n_in: int, n_out: int, scale: float) -> tuple[torch.Tensor, ...]:
+    """cv2.resize INTER_LINEAR's taps along one axis for 8-bit data: the source position (o + 0.5) scale - 0.5
+    in float32, floored, clamped at the borders, and its two weights in 11-bit fixed point (cvRound(w 2048))."""
+    pos = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(np.float32)
+    first = np.floor(pos).astype(np.int64)
+    frac = (pos - first).astype(np.float32)
+    frac[first < 0], first[first < 0] = 0, 0
+    last = first >= n_in - 1
+    frac[last], first[last] = 0, n_in - 1
+    far = np.rint(frac * np.float32(2048)).astype(np.int64)
+    near = np.rint((np.float32(1) - frac) * np.float32(2048)).astype(np.int64)
+    return tuple(torch.from_numpy(a) for a in (first, np.minimum(first + 1, n_in - 1), near, far))
+
+
+def resize_linear_8bit(img: torch.Tensor, fx: float, fy: float) -> torch.Tensor:
+    """``cv2.resize(img, (0, 0), fx=fx, fy=fy)`` (INTER_LINEAR) on 8-bit data, to the bit.
+
+    Output size cvRound(side f); horizontal pass sum of value x weight (integers), vertical pass as OpenCV's
+    vectorised 8-bit path computes it: ((h0 >> 4) b0 >> 16) + ((h1 >> 4) b1 >> 16) + 2 >> 2 (equal to
+    OpenCV 4.11's output on the frost photographs at f = 0.2 and 0.3; its scalar formula differs by 1 on some).
+
+    Args:
+        img: (C, H, W) integer values 0..255 (any integer or float dtype).
+
+    Returns:
+        (C, round(H fy), round(W fx)) uint8.
+    """
+    _, h, w = img.shape
+    out_h, out_w = int(np.rint(h * fy)), int(np.rint(w * fx))
+    c0, c1, a0, a1 = _opencv_linear_coefficients(w, out_w, 1.0 / fx)
+    r0, r1, b0, b1 = _opencv_linear_coefficients(h, out_h, 1.0 / fy)
+    src = img.to(torch.int64).cpu()
+    horizontal = src[:, :, c0] * a0 + src[:, :, c1] * a1                         # (C, H, out_w)
+    top, bottom = horizontal[:, r0] >> 4, horizontal[:, r1] >> 4
+    out = ((top * b0.view(-1, 1) >> 16) + (bottom * b1.view(-1, 1) >> 16) + 2) >> 2
+    return out.clamp(0, 255).to(torch.uint8)
+
+
 # ---------------------------------------------------------------------------------------------------- colour
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
