@@ -20,9 +20,10 @@ squares).
 
 Deviations from the reference generators (also noted where they occur):
 
-- Outputs are floats clamped to [0, 1]. The released ImageNet-C files were further truncated to 8 bits
-  (np.uint8) and saved as JPEG quality 85; that is not done here. The 8-bit steps inside a corruption are kept
-  (glass blur, snow, spatter).
+- Outputs are floats clamped to [0, 1]. The released sets were then saved: truncated to 8 bits (np.uint8), and
+  for ImageNet-C and Tiny-ImageNet-C written as JPEG quality 85. :func:`save_like_release` is that step (the
+  corruptions suite applies it by default at the released sizes); :func:`corrupt` does not. The 8-bit steps
+  inside a corruption are kept (glass blur, snow, spatter).
 - frost: none at the reference's sizes. The reference's photographs ship in ``vitbench/data/files/frost``
   (Apache-2.0); one of the first five is drawn (the reference's ``randint(5)`` never picks frost6.jpg),
   resized for the 64 and 32 px tables as the reference does (cv2.resize INTER_LINEAR by 0.3 / 0.2, 8-bit fixed
@@ -92,6 +93,14 @@ FROST_FILES: tuple[str, ...] = ("frost1.png", "frost2.png", "frost3.png", "frost
 FROST_CHOICES = 5
 #: per table, the factor of the reference's cv2.resize of the photograph before the crop (ImageNet crops it as is)
 FROST_SCALE = {"imagenet": 1.0, "tiny": 0.3, "cifar": 0.2}
+#: the save step the released sets went through after the generator (:func:`save_like_release`): none; 8 bits
+#: (np.uint8 of the 0..255 floats: a truncation); 8 bits then JPEG at quality 85 (Pillow)
+RELEASE_SAVES: tuple[str, ...] = ("none", "uint8", "jpeg85")
+#: by image side, the save of the set released at that size: ImageNet-C (224 px) and Tiny-ImageNet-C (64 px) were
+#: written as Image.fromarray(np.uint8(img)).save(path, quality=85) (make_imagenet_c.py, make_tinyimagenet_c.py),
+#: CIFAR-10-C / -100-C (32 px) as np.save of np.uint8 arrays (make_cifar_c.py)
+RELEASED_SAVE_BY_SIDE: dict[int, str] = {224: "jpeg85", 64: "jpeg85", 32: "uint8"}
+RELEASE_JPEG_QUALITY = 85
 #: the reference's snow lifts the image towards grey * 1.5 + 0.5
 _SNOW_LIFT = (1.5, 0.5)
 #: on the CPU a batch is corrupted this many values at a time (a few images at 224 px), so that each step's
@@ -603,10 +612,12 @@ def _to_8bit_hwc(x: torch.Tensor, rounding: str) -> np.ndarray:
     return levels.permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
 
-def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str) -> torch.Tensor:
+def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str, out: torch.Tensor | None = None) -> torch.Tensor:
     """x to 8 bits (:func:`_to_8bit_hwc`), then libjpeg (torchvision.io) encode at ``quality`` and decode of each
-    image; returns (B, 3, H, W) in [0, 1] in x's dtype on x's device."""
-    out = torch.empty(x.shape, dtype=x.dtype)
+    image; returns (B, 3, H, W) in [0, 1] in x's dtype, in ``out`` (x itself allowed: each group is read before
+    it is written) or a new CPU tensor moved to x's device."""
+    fresh = out is None
+    out = torch.empty(x.shape, dtype=x.dtype) if fresh else out
     per = max(1, JPEG_GROUP_VALUES // max(1, x[0].numel()))
     for start in range(0, len(x), per):
         hwc = torch.from_numpy(_to_8bit_hwc(x[start:start + per], rounding))
@@ -614,7 +625,8 @@ def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str) -> torch.Tenso
         decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)  # CHW views of HWC
         planar = np.stack([image.numpy() for image in decoded])                  # (G, 3, H, W) uint8, reordered
         out[start:start + per].copy_(torch.from_numpy(planar))
-    return out.div_(255).to(x.device)
+    out.div_(255)
+    return out.to(x.device) if fresh else out
 
 
 def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -664,6 +676,39 @@ def _elastic_transform(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) ->
     dx, dy = (ops.gaussian_filter(2 * d[key].to(x) - 1, sigma, "reflect", truncate=3.0)[:, 0] * alpha
               for key in ("dx", "dy"))
     return ops.sample_bilinear(warped, rows + dy.float().to(x.dtype), cols + dx.float().to(x.dtype), "reflect")
+
+
+# ------------------------------------------------------------------------------------------ release save step
+
+def release_save_for(height: int, width: int) -> str:
+    """The save step of the set released at this image size (:data:`RELEASED_SAVE_BY_SIDE`); "none" for sizes
+    no set was released at."""
+    return RELEASED_SAVE_BY_SIDE.get(height, "none") if height == width else "none"
+
+
+def save_like_release(x: torch.Tensor, mode: str, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The save step of the released sets, applied to corrupted images in [0, 1].
+
+    Args:
+        x: (B, 3, H, W) in [0, 1] (a corruption's output).
+        mode: "none", "uint8" (x 255 truncated to 8 bits, np.uint8's cast, back to [0, 1]) or "jpeg85" (the same
+            8 bits, then a JPEG at quality 85 decoded again, as Pillow writes and reads it).
+        out: optional tensor like x (x itself allowed) for the result.
+
+    Returns:
+        (B, 3, H, W) in x's dtype on x's device (``out`` when given).
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
+    if mode not in RELEASE_SAVES:
+        raise ConfigError(f"release save {mode!r} is not one of {', '.join(RELEASE_SAVES)}{did_you_mean(mode, RELEASE_SAVES)}")
+    out = torch.empty_like(x) if out is None else out
+    if mode == "jpeg85":
+        return _jpeg_roundtrip(x, RELEASE_JPEG_QUALITY, "floor", out=out)
+    if mode == "uint8":
+        return torch.mul(x, 255, out=out).clamp_(0, 255).floor_().div_(255)
+    return out if out is x else out.copy_(x)
 
 
 # ------------------------------------------------------------------------------------------ registry and API
