@@ -341,7 +341,7 @@ def gaussian_noise(img, c, d):
 
 
 def shot_noise(img, c, d):
-    return np.clip(d["counts"] / c, 0, 1)
+    return np.clip(d["counts"].astype(np.float64) / c, 0, 1)
 
 
 def impulse_noise(img, c, d):

@@ -284,8 +284,14 @@ def _speckle_noise(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> tor
 
 
 def _draw_shot(x: torch.Tensor, c: float, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
-    rates = x.detach().to("cpu", torch.float64).clamp(0, 1) * c
-    return {"counts": torch.poisson(rates, generator=gen)}
+    """Poisson(x c) counts, a few images at a time (the sampler consumes the generator value by value, so the
+    draws equal one call's), kept as float32: integers that small are exact."""
+    cpu = x.detach().to("cpu")
+    counts = torch.empty(x.shape, dtype=torch.float32)
+    for part in _chunks(cpu):
+        rates = cpu[part].to(torch.float64).clamp_(0, 1).mul_(c)
+        counts[part] = torch.poisson(rates, generator=gen)
+    return {"counts": counts}
 
 
 def _shot_noise(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Tensor:
