@@ -599,10 +599,12 @@ def _contrast(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Te
     return torch.lerp(x.mean(dim=(2, 3), keepdim=True), x, c)
 
 
-def _pixelate(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Pillow BOX resize to int(side c), then BOX resize back."""
+def _pixelate(x: torch.Tensor, c: float, d: dict[str, torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """Pillow BOX resize to int(side c), then BOX resize back (each output pixel copies one small pixel: one
+    gather, written into ``out``); clamped on the small image (clamping commutes with copying)."""
     h, w = x.shape[-2:]
-    return ops.resize_box(ops.resize_box(x, int(h * c), int(w * c)), h, w)
+    small = ops.resize_box(x, int(h * c), int(w * c)).clamp_(0.0, 1.0)
+    return ops.resize_box(small, h, w, out=out)
 
 
 #: JPEG work runs in groups of about this many values, so that the conversions around the codec stay in cache
@@ -635,9 +637,9 @@ def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str, out: torch.Ten
     return out.to(x.device) if fresh else out
 
 
-def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor]) -> torch.Tensor:
+def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     """JPEG at the quality, through libjpeg (torchvision.io) on the CPU, from the image rounded to 8 bits."""
-    return _jpeg_roundtrip(x, quality, "round")
+    return _jpeg_roundtrip(x, quality, "round", out=out)
 
 
 def _draw_elastic(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -723,6 +725,11 @@ _Draw = Callable[[torch.Tensor, Any, "torch.Generator | None"], dict[str, torch.
 _Apply = Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor]
 
 
+#: corruptions whose implementation writes its (already clamped) result into the output slice it is given,
+#: sparing a full-size copy: their results lie in [0, 1] by construction
+_WRITES_OUT = frozenset({"pixelate", "jpeg_compression"})
+
+
 def _no_draw(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
     return {}
 
@@ -787,7 +794,11 @@ def apply_corruption(x: torch.Tensor, name: str, severity: int, draws: dict[str,
     if name == "spatter":                     # the layer's distance transform sweeps rows once for the batch
         draws = {"layer": spatter_layer(work, params, draws)}
     for part in _chunks(work):
-        torch.clamp(apply(work[part], params, {k: v[part] for k, v in draws.items()}), 0.0, 1.0, out=result[part])
+        sub = {k: v[part] for k, v in draws.items()}
+        if name in _WRITES_OUT:
+            apply(work[part], params, sub, result[part])
+        else:
+            torch.clamp(apply(work[part], params, sub), 0.0, 1.0, out=result[part])
     if out is not None and result is not out:
         return out.copy_(result)
     return result.to(x.dtype)

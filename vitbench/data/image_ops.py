@@ -365,11 +365,9 @@ def _select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
 
 
 def _box_axis(x: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
-    """Pillow's BOX resampling along one axis as K gathers (a copy when every output takes one pixel)."""
+    """Pillow's BOX resampling along one axis as K gathers of weighted taps."""
     index, weight = _pil_box_taps(x.shape[dim], n_out)
     index = index.to(x.device)
-    if index.shape[1] == 1 and bool((weight == 1).all()):
-        return _select(x, dim, index[:, 0])
     shape = [1] * x.ndim
     shape[dim] = n_out
     w = weight.to(x.device, x.dtype)
@@ -379,13 +377,29 @@ def _box_axis(x: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
     return out
 
 
-def resize_box(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _copies(n_in: int, n_out: int) -> torch.Tensor | None:
+    """The source of each output pixel when Pillow's BOX copies one pixel per output (upscaling), else None."""
+    index, weight = _pil_box_taps(n_in, n_out)
+    return index[:, 0] if index.shape[1] == 1 and bool((weight == 1).all()) else None
+
+
+def resize_box(x: torch.Tensor, height: int, width: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Pillow's ``Image.resize((width, height), Image.BOX)`` on float data (no 8-bit rounding between passes).
     Pillow runs the horizontal pass first; here the pass that shrinks the data more runs first (the same sums,
-    rounded in another order: within 1e-7 in float32)."""
-    if height * x.shape[-1] <= width * x.shape[-2]:
-        return _box_axis(_box_axis(x, -2, height), -1, width)
-    return _box_axis(_box_axis(x, -1, width), -2, height)
+    rounded in another order: within 1e-7 in float32). An upscale, where every output copies one pixel, is a
+    column gather then a row copy (into ``out`` when given)."""
+    h, w = x.shape[-2:]
+    rows, cols = _copies(h, height), _copies(w, width)
+    if rows is not None and cols is not None:
+        wide = _select(x, -1, cols.to(x.device))
+        if out is None:
+            return wide.index_select(-2, rows.to(x.device))
+        return torch.index_select(wide, -2, rows.to(x.device), out=out)
+    if height * w <= width * h:
+        result = _box_axis(_box_axis(x, -2, height), -1, width)
+    else:
+        result = _box_axis(_box_axis(x, -1, width), -2, height)
+    return result if out is None else out.copy_(result)
 
 
 def _opencv_linear_coefficients(n_in: int, n_out: int, scale: float) -> tuple[torch.Tensor, ...]:
