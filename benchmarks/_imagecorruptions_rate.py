@@ -6,7 +6,7 @@ needs numpy < 2 and OpenCV, so it usually lives in its own virtual environment. 
 scikit-image 0.19 renamed ``gaussian(..., multichannel=True)`` to ``channel_axis=-1`` (later versions dropped
 the old name), and numpy 2 dropped the alias ``np.float_`` (= float64).
 
-    python benchmarks/_imagecorruptions_rate.py --size 224 --severity 3 --images 64 --seconds 2 NAME [NAME ...]
+    python benchmarks/_imagecorruptions_rate.py --size 224 --severity 3 --images 64 --seconds 2 --repeats 2 NAME ...
 """
 
 from __future__ import annotations
@@ -39,15 +39,24 @@ def _shimmed():
     return imagecorruptions
 
 
-def rate(ic, images: np.ndarray, name: str, severity: int, budget: float) -> float:
-    """Images per CPU second of ``imagecorruptions.corrupt`` over as many images as fit in ``budget`` seconds."""
+def _pass(ic, images: np.ndarray, name: str, severity: int, budget: float | None) -> tuple[int, float]:
+    """(images done, CPU seconds) of one pass, stopping after ``budget`` seconds (at least one image)."""
     spent, done = 0.0, 0
-    while done < len(images) and (done == 0 or spent < budget):
+    while done < len(images) and (done == 0 or budget is None or spent < budget):
         start = time.process_time()
         ic.corrupt(images[done], severity=severity, corruption_name=name)
         spent += time.process_time() - start
         done += 1
-    return done / spent
+    return done, spent
+
+
+def rate(ic, images: np.ndarray, name: str, severity: int, budget: float, repeats: int) -> float:
+    """Images per CPU second of ``imagecorruptions.corrupt``: the best of ``repeats`` passes over the images that
+    fit in ``budget`` seconds (vitbench's side is the best of as many calls)."""
+    done, best = _pass(ic, images, name, severity, budget)
+    for _ in range(repeats - 1):
+        best = min(best, _pass(ic, images[:done], name, severity, None)[1])
+    return done / best
 
 
 def main() -> None:
@@ -57,6 +66,7 @@ def main() -> None:
     parser.add_argument("--severity", type=int, default=3)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     try:
         import cv2
@@ -67,7 +77,7 @@ def main() -> None:
     images = np.round(R.natural_images(args.images, args.size) * 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
     np.random.seed(0)
     ic.corrupt(images[0], severity=args.severity, corruption_name=args.names[0])       # warm-up (imports, files)
-    print(json.dumps({n: rate(ic, images, n, args.severity, args.seconds) for n in args.names}))
+    print(json.dumps({n: rate(ic, images, n, args.severity, args.seconds, args.repeats) for n in args.names}))
 
 
 if __name__ == "__main__":

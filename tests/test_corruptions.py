@@ -118,6 +118,19 @@ def test_shape_dtype_range_and_seed(name, severity):
     assert torch.equal(out, other) == (name in DETERMINISTIC)             # other seed differs iff random
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", C.ALL_CORRUPTIONS)
+def test_the_input_is_left_alone(name, dtype):
+    x = natural(2, 32, seed=17, dtype=dtype)
+    before = x.clone()
+    C.corrupt(x, name, 3, gen(17))
+    C.save_like_release(C.corrupt(x, name, 3, gen(17)), "jpeg85")
+    assert torch.equal(x, before)
+    last = x.contiguous(memory_format=torch.channels_last)          # a layout the JPEG path also copies from
+    C.corrupt(last, name, 3, gen(17))
+    assert torch.equal(last, before)
+
+
 @pytest.mark.parametrize("name, severity", CASES)
 def test_matches_numpy_reference_exactly(name, severity):
     """float64 batch vs the per-image numpy reference fed the same random draws."""

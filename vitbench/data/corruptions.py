@@ -289,7 +289,7 @@ def _draw_shot(x: torch.Tensor, c: float, gen: torch.Generator | None) -> dict[s
     cpu = x.detach().to("cpu")
     counts = torch.empty(x.shape, dtype=torch.float32)
     for part in _chunks(cpu):
-        rates = cpu[part].to(torch.float64).clamp_(0, 1).mul_(c)
+        rates = cpu[part].to(torch.float64, copy=True).clamp_(0, 1).mul_(c)     # never x itself
         counts[part] = torch.poisson(rates, generator=gen)
     return {"counts": counts}
 
@@ -615,7 +615,7 @@ def _to_8bit_hwc(x: torch.Tensor, rounding: str) -> np.ndarray:
     """(B, 3, H, W) floats -> (B, H, W, 3) uint8: x 255 clamped to [0, 255], rounded ("round") or truncated
     ("floor", np.uint8's cast). The layout changes in float (torch's channels-last kernel) and the cast runs in
     numpy: both several times faster on the CPU than torch's uint8 copies."""
-    levels = x.detach().to("cpu").contiguous(memory_format=torch.channels_last).mul_(255).clamp_(0, 255)
+    levels = x.detach().to("cpu", memory_format=torch.channels_last, copy=True).mul_(255).clamp_(0, 255)
     levels = levels.round_() if rounding == "round" else levels.floor_()
     return levels.permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
