@@ -399,7 +399,9 @@ def defocus_blur(img, p, d):
 
 
 def motion_blur_corruption(img, p, d):
-    return np.clip(motion_blur(img, p[0], p[1], float(d["angle"])), 0, 1)
+    """ImageMagick's motion blur, written as an 8-bit PNG: the Q16 quantum (rounded) truncated to 8 bits."""
+    quantum = np.floor(motion_blur(img, p[0], p[1], float(d["angle"])) * 65535 + 0.5)
+    return np.clip(np.floor(quantum / 257) / 255, 0, 1)
 
 
 def zoom_blur(img, p, d):

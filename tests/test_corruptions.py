@@ -20,7 +20,7 @@ RANDOM = [n for n in C.ALL_CORRUPTIONS if not C.CORRUPTIONS[n].deterministic]
 DETERMINISTIC = [n for n in C.ALL_CORRUPTIONS if C.CORRUPTIONS[n].deterministic]
 CASES = [(n, s) for n in C.ALL_CORRUPTIONS for s in C.SEVERITIES]
 #: 8-bit truncation steps inside the corruption: float32 rounding may flip a few pixels by 1/255
-QUANTISED = ("snow", "spatter")
+QUANTISED = ("snow", "spatter", "motion_blur")
 #: float64 agreement is to rounding error, except where the reference itself runs in float32 (Pillow's 'F' mode)
 EXACT = {"pixelate": 1e-6}
 
