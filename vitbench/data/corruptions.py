@@ -630,7 +630,8 @@ def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str, out: torch.Ten
     per = max(1, JPEG_GROUP_VALUES // max(1, x[0].numel()))
     for start in range(0, len(x), per):
         hwc = torch.from_numpy(_to_8bit_hwc(x[start:start + per], rounding))
-        encoded = torchvision.io.encode_jpeg(list(hwc.permute(0, 3, 1, 2)), quality=int(quality))
+        # torchvision's own operator: its Python wrapper costs a quarter of the encode on a 224 px image
+        encoded = [torch.ops.image.encode_jpeg(image, int(quality)) for image in hwc.permute(0, 3, 1, 2)]
         decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)  # CHW views of HWC
         planar = np.stack([image.numpy() for image in decoded])                  # (G, 3, H, W) uint8, reordered
         out[start:start + per].copy_(torch.from_numpy(planar))
