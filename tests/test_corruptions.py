@@ -464,3 +464,11 @@ def test_suite_applies_the_release_save_and_keys_it(tiny_zoo):
     with pytest.raises(ValueError, match="saved already"):
         CorruptionsConfig(source="released", root="/x", release_save="uint8")
     assert CorruptionsConfig(source="released", root="/x").release_save == "none"
+
+
+def test_a_bad_release_save_is_one_line(cli, tiny_zoo, tmp_path):
+    preset = tmp_path / "c.yaml"
+    preset.write_text("suites:\n  - suite: corruptions\n    corruptions: [contrast]\n    release_save: jpeg\n")
+    res = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", "digits", "--preset", preset, "--n-examples", "4")
+    assert res.code == 2 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+    assert "release_save 'jpeg' is not one of auto, none, uint8, jpeg85" in res.err
