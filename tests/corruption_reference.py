@@ -9,13 +9,16 @@ vitbench's implementation, so the tests compare two independent statements of th
 
 Every function takes one image (3, H, W) float64 in [0, 1], the severity's parameter tuple and the image's
 random draws (numpy arrays, the same numbers vitbench.data.corruptions draws, indexed for this image), and
-returns (3, H, W) in [0, 1]. Frost uses the same procedural texture as vitbench (the photographs are not here).
+returns (3, H, W) in [0, 1]. Frost reads the reference's photographs from vitbench/data/files/frost (data, not
+code) and states OpenCV's 8-bit resize itself.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -64,6 +67,23 @@ def gaussian_filter(a: np.ndarray, sigma: float, mode: str = "nearest", truncate
         return np.array(a, dtype=np.float64)
     w = gaussian_kernel1d(sigma, truncate)
     return correlate1d(correlate1d(a, w, a.ndim - 2, mode), w, a.ndim - 1, mode)
+
+
+def gaussian_filter_scipy_order(a: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter (mode 'nearest') with scipy's own sums, over the last two axes: per axis the
+    centre tap, then the symmetric pairs (a[i - j] + a[i + j]) w_j from the outermost in (bitwise equal to
+    scipy 1.17 on float64). Glass blur truncates right after it, where the order of the sums decides."""
+    w = gaussian_kernel1d(sigma)
+    r = len(w) // 2
+    out = np.asarray(a, dtype=np.float64)
+    for axis in (a.ndim - 2, a.ndim - 1):
+        idx = np.arange(out.shape[axis])
+        acc = np.take(out, idx, axis=axis) * w[r]
+        for j in range(r, 0, -1):
+            acc = acc + (np.take(out, border_index(idx - j, len(idx), "nearest"), axis=axis)
+                         + np.take(out, border_index(idx + j, len(idx), "nearest"), axis=axis)) * w[r + j]
+        out = acc
+    return out
 
 
 def correlate2d(a: np.ndarray, kernel: np.ndarray, mode: str, anchor: tuple[int, int] | None = None) -> np.ndarray:
@@ -321,7 +341,7 @@ def gaussian_noise(img, c, d):
 
 
 def shot_noise(img, c, d):
-    return np.clip(d["counts"] / c, 0, 1)
+    return np.clip(d["counts"].astype(np.float64) / c, 0, 1)
 
 
 def impulse_noise(img, c, d):
@@ -343,18 +363,21 @@ def gaussian_blur(img, sigma, d):
 
 
 def glass_blur(img, p, d):
-    """The reference's sequential swap loop (reverse raster order), with the drawn offsets."""
+    """The reference's loop statement for statement, on an (H, W, 3) uint8 array as in the generators.
+
+    ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` assigns numpy views: x[h', w'] is copied into x[h, w], then
+    x[h', w'] gets the view x[h, w], which now holds x[h', w']'s own values; so it is a copy, not a swap."""
     sigma, delta, iterations = p
-    x = np.floor(gaussian_filter(img, sigma) * 255) / 255
-    h, w = img.shape[-2:]
+    x = np.uint8(gaussian_filter_scipy_order(img, sigma).transpose(1, 2, 0) * 255)
+    height, width = x.shape[:2]
     for it in range(iterations):
-        for r in range(h - delta, delta, -1):
-            for c in range(w - delta, delta, -1):
-                dy = d["dy"][it, r - delta - 1, c - delta - 1]
-                dx = d["dx"][it, r - delta - 1, c - delta - 1]
-                rr, cc = r + dy, c + dx
-                x[:, r, c], x[:, rr, cc] = x[:, rr, cc].copy(), x[:, r, c].copy()
-    return np.clip(gaussian_filter(x, sigma), 0, 1)
+        for h in range(height - delta, delta, -1):
+            for w in range(width - delta, delta, -1):
+                dy = int(d["dy"][it, h - delta - 1, w - delta - 1])
+                dx = int(d["dx"][it, h - delta - 1, w - delta - 1])
+                h_prime, w_prime = h + dy, w + dx
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return np.clip(gaussian_filter(x.transpose(2, 0, 1) / 255., sigma), 0, 1)
 
 
 def disk(radius: float, alias_blur: float) -> np.ndarray:
@@ -376,7 +399,9 @@ def defocus_blur(img, p, d):
 
 
 def motion_blur_corruption(img, p, d):
-    return np.clip(motion_blur(img, p[0], p[1], float(d["angle"])), 0, 1)
+    """ImageMagick's motion blur, written as an 8-bit PNG: the Q16 quantum (rounded) truncated to 8 bits."""
+    quantum = np.floor(motion_blur(img, p[0], p[1], float(d["angle"])) * 65535 + 0.5)
+    return np.clip(np.floor(quantum / 257) / 255, 0, 1)
 
 
 def zoom_blur(img, p, d):
@@ -400,29 +425,60 @@ def snow(img, p, d):
     return np.clip(x + layer + np.rot90(layer, k=2), 0, 1)
 
 
-def frost_texture(noise: np.ndarray, angle: float) -> np.ndarray:
-    """The procedural frost image of vitbench (needles at angle + k 60 degrees, 1/f haze), (3, H, W)."""
-    h, w = noise.shape[-2:]
-    side = max(h, w)
-    fy = np.fft.fftfreq(h)[:, None] * side
-    fx = np.fft.rfftfreq(w)[None, :] * side
-    rho, phi = np.sqrt(fx ** 2 + fy ** 2), np.arctan2(fy, fx)
-    spectrum = np.fft.rfft2(noise.astype(np.float64))
-    ridges = np.zeros((h, w))
-    for k in range(3):
-        off = np.mod(phi - (angle + k * np.pi / 3) + np.pi / 2, np.pi) - np.pi / 2
-        band = np.exp(-off ** 2 / (2 * np.radians(3) ** 2)) * np.exp(-(rho / (side / 8)) ** 2) * (rho > 1.5)
-        needle = np.fft.irfft2(spectrum[k] * band, s=(h, w))
-        needle /= max(needle.std(ddof=1), 1e-12)
-        ridges = np.maximum(ridges, np.clip(1 - np.abs(needle) / 0.6, 0, None) ** 2)
-    haze = np.fft.irfft2(spectrum[3] / (rho + 2.0) ** 1.8, s=(h, w))
-    haze /= max(haze.std(ddof=1), 1e-12)
-    value = 0.4 + 0.12 * haze + 0.6 * ridges / (1 + np.exp(-(1.5 * haze + 0.5)))
-    return np.clip(value[None] * np.array([0.86, 0.94, 1.0])[:, None, None], 0, 1)
+FROST_DIR = Path(__file__).resolve().parents[1] / "vitbench" / "data" / "files" / "frost"
+FROST_FILES = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]
+#: make_cifar_c.py: cv2.resize(frost, (0, 0), fx=0.2, fy=0.2); make_tinyimagenet_c.py: 0.3; make_imagenet_c.py: none
+FROST_RESIZE = {"cifar": 0.2, "tiny": 0.3, "imagenet": None}
 
 
-def frost(img, p, d):
-    return np.clip(p[0] * img + p[1] * frost_texture(d["noise"], float(d["angle"])), 0, 1)
+def cv2_linear_taps(n_in: int, n_out: int, scale: float):
+    """cv2.resize INTER_LINEAR along one axis for 8-bit images: float32 source positions, border clamps, weights
+    cvRound(w * 2048) (INTER_RESIZE_COEF_BITS 11)."""
+    first, second, near, far = [], [], [], []
+    for o in range(n_out):
+        pos = np.float32((o + 0.5) * scale - 0.5)
+        i = int(np.floor(pos))
+        frac = np.float32(pos - np.float32(i))
+        if i < 0:
+            i, frac = 0, np.float32(0)
+        if i >= n_in - 1:
+            i, frac = n_in - 1, np.float32(0)
+        first.append(i)
+        second.append(min(i + 1, n_in - 1))
+        near.append(int(np.rint((np.float32(1) - frac) * np.float32(2048))))
+        far.append(int(np.rint(frac * np.float32(2048))))
+    return np.array(first), np.array(second), np.array(near), np.array(far)
+
+
+def cv2_resize_linear(img: np.ndarray, f: float) -> np.ndarray:
+    """cv2.resize(img, (0, 0), fx=f, fy=f) on an (H, W, 3) uint8 image: integer horizontal sums, then the vertical
+    step of OpenCV's SSE2 / universal-intrinsics path, ((h0 >> 4) * b0 >> 16) + ((h1 >> 4) * b1 >> 16) + 2 >> 2."""
+    h, w = img.shape[:2]
+    c0, c1, a0, a1 = cv2_linear_taps(w, int(np.rint(w * f)), 1.0 / f)
+    r0, r1, b0, b1 = cv2_linear_taps(h, int(np.rint(h * f)), 1.0 / f)
+    src = img.astype(np.int64)
+    horizontal = src[:, c0] * a0[None, :, None] + src[:, c1] * a1[None, :, None]
+    top, bottom = horizontal[r0] >> 4, horizontal[r1] >> 4
+    out = ((top * b0[:, None, None] >> 16) + (bottom * b1[:, None, None] >> 16) + 2) >> 2
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def frost_photograph(index: int, table: str) -> np.ndarray:
+    """cv2.imread of the photograph (BGR, here read as RGB: the resize is per channel), resized per table."""
+    img = np.asarray(Image.open(FROST_DIR / FROST_FILES[index]).convert("RGB"))
+    return img if FROST_RESIZE[table] is None else cv2_resize_linear(img, FROST_RESIZE[table])
+
+
+def frost(img, p, d, table):
+    """idx = randint(5); x_start = randint(0, H_frost - h); y_start = randint(0, W_frost - w) (each from U[0, 1)
+    as floor(u n)); clip(c0 x + c1 crop, 0, 255) on the 0..255 scale."""
+    h, w = img.shape[-2:]
+    photo = frost_photograph(int(d["index"]), table)
+    x_start = int(np.floor(d["offset"][0] * (photo.shape[0] - h)))
+    y_start = int(np.floor(d["offset"][1] * (photo.shape[1] - w)))
+    crop = photo[x_start:x_start + h, y_start:y_start + w].transpose(2, 0, 1).astype(np.float64)
+    return np.clip(p[0] * img * 255 + p[1] * crop, 0, 255) / 255
 
 
 def fog(img, p, d):
@@ -531,8 +587,12 @@ REFERENCE = {
 }
 
 
-def corrupt_image(img: np.ndarray, name: str, params, draws: dict[str, np.ndarray]) -> np.ndarray:
-    """Reference corruption of one (3, H, W) float64 image with its parameter tuple and random draws."""
+def corrupt_image(img: np.ndarray, name: str, params, draws: dict[str, np.ndarray], table: str = "imagenet"
+                  ) -> np.ndarray:
+    """Reference corruption of one (3, H, W) float64 image with its parameter tuple and random draws (frost also
+    needs the generator: ``table`` "imagenet", "tiny" or "cifar")."""
+    if name == "frost":
+        return frost(np.asarray(img, dtype=np.float64), params, draws, table)
     return REFERENCE[name](np.asarray(img, dtype=np.float64), params, draws)
 
 

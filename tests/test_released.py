@@ -245,3 +245,42 @@ def test_cifar_p_flip_probability_follows_the_frames(cli, tiny_zoo, tmp_path):
         preds = model(torch.from_numpy(seq).flatten(0, 1).permute(0, 3, 1, 2).float() / 255).argmax(1).view(3, 31)
     expected = sum(flip_probability(p.tolist(), noise=False) for p in preds) / 3
     assert expected > 0 and json.loads(res.out)[0]["metrics"]["fp/brightness"] == pytest.approx(expected)
+
+
+def test_imagenet_p_frames_are_fed_as_the_authors_do(tmp_path, tiny_zoo):
+    """Default: the released 224 px frames as they are (no 256 upscale and 224 crop for crop_pct 0.875);
+    ``preprocessing: model`` applies the model's crop; the choice changes the evaluation key."""
+    from vitbench.data.transforms import tensor_resize
+    from vitbench.engine import Engine, Options, SuiteRun
+    from vitbench.store import open_store
+    from vitbench.suites.base import Chunk, Context
+    from vitbench.suites.perturbations import PerturbationsConfig, released_frames
+    from vitbench.zoo.schema import Preprocessing, load_zoo
+
+    frames = np.zeros((4, 224, 224, 3), dtype=np.uint8)
+    frames[:, :, :16] = 250                                      # a bright band that the 0.875 crop cuts
+    path = tmp_path / "p" / "brightness" / wnids()[3] / "v.mp4"
+    _mp4(path, frames)
+    ds = open_dataset(f"imagenet-p:{tmp_path / 'p'}")
+    prep = Preprocessing(input_size=224, crop_pct=0.875, interpolation="bicubic")
+    authors, _ = ds.load(0, 1, prep)
+    assert torch.equal(authors[0], read_video(path))             # as decoded: no resize, no crop
+    model, _ = ds.load(0, 1, prep, protocol="model")
+    expected = tensor_resize(read_video(path), input_size=224, crop_pct=0.875, interpolation="bicubic")
+    assert torch.allclose(model[0], expected) and float((model - authors).abs().max()) > 0.2
+    assert PerturbationsConfig().preprocessing == "authors"
+    entry = load_zoo(tiny_zoo).get("tiny-vit.test")
+    chunk = Chunk(0, 0, 1, authors, torch.tensor([3]), 0, ds.sample_ids(0, 1))
+    ctx = Context(torch.device("cpu"), 8, ds, type("Entry", (), {"preprocessing": prep})())
+    assert released_frames(chunk, PerturbationsConfig(source="released"), ctx) is authors
+    assert torch.equal(released_frames(chunk, PerturbationsConfig(source="released", preprocessing="model"), ctx),
+                       model)
+    engine = Engine(open_store(), Options(n_examples=1, chunk_size=1, device="cpu"))
+    keys = {p: engine.key(entry, ds, SuiteRun("perturbations", PerturbationsConfig(source="released",
+                                                                                  preprocessing=p)))[0]
+            for p in ("authors", "model")}
+    assert keys["authors"] != keys["model"]
+    with pytest.raises(ValueError, match="preprocessing 'crop'"):
+        PerturbationsConfig(preprocessing="crop")
+    with pytest.raises(DataError, match="frame protocol"):
+        ds.load(0, 1, prep, protocol="crop")

@@ -20,21 +20,22 @@ squares).
 
 Deviations from the reference generators (also noted where they occur):
 
-- Outputs are floats clamped to [0, 1]. The released ImageNet-C files were further truncated to 8 bits
-  (np.uint8) and saved as JPEG quality 85; that is not done here. The 8-bit steps inside a corruption are kept
-  (glass blur, snow, spatter).
-- frost: the reference blends one of six frost photographs, which are not available offline; a procedural ice
-  texture (haze plus needles at the 60-degree symmetry of ice, drawn from the generator) is blended instead with
-  the reference weights. Frost numbers are not comparable with published ones.
-- glass_blur: the reference swaps pixels one at a time in reverse raster order, each with a uniform offset in
-  [-d, d-1]^2 (about 0.5-2 s per 224 px image in numpy). Here every eligible pixel keeps its own random offset
-  and swap, but the swaps run in (2d)^2 rounds of disjoint pairs (anchors 2d apart, one round per anchor phase,
-  phases in reverse raster order). With the same offsets, both move the same share of pixels (81-97 %) by the
-  same mean distance (within 6 %, 32-224 px, severities 1, 3, 5); the loop's long carry chains are shorter here
-  (largest displacement at 224 px, severity 5: 33 px against 53 px).
-- motion_blur: ImageMagick 6's MotionBlurImage is reproduced in floating point (weights, offset rounding, edge
-  pixels; equal to ``convert -motion-blur`` 6.9.11 Q16 to its 16-bit quantum). The reference's output then went
-  through an 8-bit PNG (truncated); that is not done here.
+- Outputs are floats clamped to [0, 1]. The released sets were then saved: truncated to 8 bits (np.uint8), and
+  for ImageNet-C and Tiny-ImageNet-C written as JPEG quality 85. :func:`save_like_release` is that step (the
+  corruptions suite applies it by default at the released sizes); :func:`corrupt` does not. The 8-bit steps
+  inside a corruption are kept (glass blur, snow, spatter).
+- frost: none at the reference's sizes. The reference's photographs ship in ``vitbench/data/files/frost``
+  (Apache-2.0); one of the first five is drawn (the reference's ``randint(5)`` never picks frost6.jpg),
+  resized for the 64 and 32 px tables as the reference does (cv2.resize INTER_LINEAR by 0.3 / 0.2, 8-bit fixed
+  point: :func:`vitbench.data.image_ops.resize_linear_8bit`) and cropped at a drawn offset. Images larger than
+  the reference allows (at least one offset per axis) get the photograph resized just large enough.
+- glass_blur: none in the loop. The reference's ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on numpy views
+  copies x[h', w'] into x[h, w] (not a swap); :func:`glass_sources` gives each pass's copies at once, equal to
+  the sequential loop. The first blur uses scipy's own order of sums, so the 8-bit truncation after it falls on
+  scipy's side (given numpy's Gaussian taps: numpy versions differ in exp's last bit, which moves a few values).
+- motion_blur: none. ImageMagick 6's MotionBlurImage is reproduced in floating point (weights, offset rounding,
+  edge pixels), then its Q16 quantum is truncated to 8 bits as the reference's PNG output was: equal to the
+  reference run with ImageMagick 6.9.11-60 Q16 through Wand, value for value.
 - snow: the layer keeps the reference's 8-bit steps (truncation before the blur, ImageMagick's 16-bit quantum
   truncated to 8 bits after it), so it equals the ImageMagick pipeline to float rounding.
 - shot_noise: the Poisson counts are drawn on the CPU from the image (it is copied there and back).
@@ -49,17 +50,21 @@ Deviations from the reference generators (also noted where they occur):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision.io
+from PIL import Image
 
 from vitbench.data import image_ops as ops
 from vitbench.errors import ConfigError, did_you_mean
+from vitbench.paths import package_file
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +85,22 @@ _TABLE_BOUNDS = ((math.sqrt(TABLE_SIZES["cifar"] * TABLE_SIZES["tiny"]), "cifar"
 WATER_RGB = (175.0, 238.0, 238.0)
 MUD_RGB = (63.0, 42.0, 20.0)
 #: OpenCV emboss kernel and Canny thresholds of the reference's water spatter
-EMBOSS = ((-2.0, -1.0, 0.0), (-1.0, 1.0, 1.0), (0.0, 1.0, 2.0))
+EMBOSS = ((-2, -1, 0), (-1, 1, 1), (0, 1, 2))
 CANNY_THRESHOLDS = (50.0, 150.0)
+#: the reference's frost photographs (vitbench/data/files/frost, Apache-2.0; credit in its README.md)
+FROST_FILES: tuple[str, ...] = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+#: the reference picks np.random.randint(5): the first five (frost6.jpg is listed but never drawn)
+FROST_CHOICES = 5
+#: per table, the factor of the reference's cv2.resize of the photograph before the crop (ImageNet crops it as is)
+FROST_SCALE = {"imagenet": 1.0, "tiny": 0.3, "cifar": 0.2}
+#: the save step the released sets went through after the generator (:func:`save_like_release`): none; 8 bits
+#: (np.uint8 of the 0..255 floats: a truncation); 8 bits then JPEG at quality 85 (Pillow)
+RELEASE_SAVES: tuple[str, ...] = ("none", "uint8", "jpeg85")
+#: by image side, the save of the set released at that size: ImageNet-C (224 px) and Tiny-ImageNet-C (64 px) were
+#: written as Image.fromarray(np.uint8(img)).save(path, quality=85) (make_imagenet_c.py, make_tinyimagenet_c.py),
+#: CIFAR-10-C / -100-C (32 px) as np.save of np.uint8 arrays (make_cifar_c.py)
+RELEASED_SAVE_BY_SIDE: dict[int, str] = {224: "jpeg85", 64: "jpeg85", 32: "uint8"}
+RELEASE_JPEG_QUALITY = 85
 #: the reference's snow lifts the image towards grey * 1.5 + 0.5
 _SNOW_LIFT = (1.5, 0.5)
 #: on the CPU a batch is corrupted this many values at a time (a few images at 224 px), so that each step's
@@ -265,8 +284,14 @@ def _speckle_noise(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> tor
 
 
 def _draw_shot(x: torch.Tensor, c: float, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
-    rates = x.detach().to("cpu", torch.float64).clamp(0, 1) * c
-    return {"counts": torch.poisson(rates, generator=gen)}
+    """Poisson(x c) counts, a few images at a time (the sampler consumes the generator value by value, so the
+    draws equal one call's), kept as float32: integers that small are exact."""
+    cpu = x.detach().to("cpu")
+    counts = torch.empty(x.shape, dtype=torch.float32)
+    for part in _chunks(cpu):
+        rates = cpu[part].to(torch.float64, copy=True).clamp_(0, 1).mul_(c)     # never x itself
+        counts[part] = torch.poisson(rates, generator=gen)
+    return {"counts": counts}
 
 
 def _shot_noise(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -318,8 +343,9 @@ def _draw_motion(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[s
 
 
 def _motion_blur(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """ImageMagick 6 motion blur (radius, sigma) at a uniform angle in [-45, 45) degrees per image."""
-    return ops.motion_blur(x, p[0], p[1], d["angle"])
+    """ImageMagick 6 motion blur (radius, sigma) at a uniform angle in [-45, 45) degrees per image, written out
+    as the reference's 8-bit PNG (its Q16 quantum truncated to 8 bits)."""
+    return ops.quantum_to_8bit(ops.motion_blur(x, p[0], p[1], d["angle"]))
 
 
 def _zoom_blur(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -339,44 +365,61 @@ def _draw_glass(x: torch.Tensor, p: tuple, gen: torch.Generator | None) -> dict[
             "dx": torch.randint(-delta, delta, shape, generator=gen)}
 
 
-def _glass_shuffle(x: torch.Tensor, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Local pixel swaps: pixel (r, c), r, c in [delta + 1, n - delta], swaps with (r + dy, c + dx).
+def glass_sources(h: int, w: int, delta: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Where each pixel's value comes from after one pass of the reference's glass loop, as flat indices.
 
-    Anchors 2 delta apart own disjoint windows [r - delta, r + delta - 1], so each round swaps all anchors of one
-    phase at once; phases run from the last to the first (reverse raster order within a 2 delta block).
+    The reference visits (r, c), r in [delta + 1, h - delta], c in [delta + 1, w - delta], in reverse raster
+    order and runs ``x[r, c], x[r', c'] = x[r', c'], x[r, c]`` on numpy views: x[r', c'] is copied into x[r, c]
+    and x[r', c'] keeps its value (not a swap). So each visited pixel is written once per pass, with its
+    source's value at that moment: the source's new value if the source was visited earlier (it lies later in
+    raster order and is itself visited), else its value from before the pass. Following those links from a
+    pixel ends at a pixel whose source still held its old value; the links only go forward in raster order,
+    so pointer doubling finds every chain's end in log2(longest chain) gathers, equal to the loop.
 
     Args:
-        x: (B, C, H, W), swapped in a copy.
-        dy, dx: (B, H - 2 delta, W - 2 delta) offsets in [-delta, delta - 1] for one pass.
+        dy, dx: (B, h - 2 delta, w - 2 delta) integer offsets in [-delta, delta - 1] of the visited pixels.
+
+    Returns:
+        (B, h w) int64: the pass's output pixel p holds the input pixel sources[p].
     """
-    b, c, h, w = x.shape
-    flat = x.reshape(b, c, h * w).clone()
-    period = 2 * delta
-    for phase in reversed(range(period * period)):
-        pr, pc = divmod(phase, period)
-        rows = torch.arange(pr, h - 2 * delta, period, device=x.device)
-        cols = torch.arange(pc, w - 2 * delta, period, device=x.device)
-        if len(rows) == 0 or len(cols) == 0:
-            continue
-        sel_dy = dy.index_select(1, rows).index_select(2, cols)
-        sel_dx = dx.index_select(1, rows).index_select(2, cols)
-        r = (rows + delta + 1).view(1, -1, 1)
-        col = (cols + delta + 1).view(1, 1, -1)
-        anchor = (r * w + col).expand(b, -1, -1).reshape(b, 1, -1).expand(b, c, -1)
-        partner = ((r + sel_dy) * w + (col + sel_dx)).reshape(b, 1, -1).expand(b, c, -1)
-        here, there = flat.gather(2, anchor), flat.gather(2, partner)
-        flat.scatter_(2, anchor, there)
-        flat.scatter_(2, partner, here)
-    return flat.view(b, c, h, w)
+    b, dev = dy.shape[0], dy.device
+    flat = torch.arange(h * w, device=dev).view(1, h, w).repeat(b, 1, 1)        # (B, H, W) identity
+    inner = (slice(None), slice(delta + 1, h - delta + 1), slice(delta + 1, w - delta + 1))
+    visited = torch.zeros(h, w, dtype=torch.bool, device=dev)
+    visited[inner[1:]] = True
+    src = flat.clone()
+    src[inner] = flat[inner] + dy.to(dev) * w + dx.to(dev)
+    src, visited = src.view(b, -1), visited.view(-1)
+    forward = (src > flat.view(b, -1)) & visited[src]               # the source was already rewritten
+    link = torch.where(forward, src, flat.view(b, -1))              # chain ends link to themselves
+    while True:
+        jumped = link.gather(1, link)
+        if torch.equal(jumped, link):
+            return src.gather(1, link)
+        link = jumped
+
+
+def _exact_8bit(x: torch.Tensor) -> torch.Tensor:
+    """x in float64; a batch that holds 8-bit values (x == round(255 x) / 255 in its dtype, as decoded images
+    do) gets them exactly (k / 255 in float64, as the reference's uint8 / 255.), so that a truncation to 8 bits
+    after a blur falls on the reference's side."""
+    levels = torch.round(x.double() * 255)
+    if x.dtype != torch.float64 and torch.equal((levels / 255).to(x.dtype), x):
+        return levels / 255
+    return x.double()
 
 
 def _glass_blur(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Gaussian blur, 8-bit truncation, local pixel shuffles (see :func:`_glass_shuffle`), Gaussian blur."""
+    """Gaussian blur, 8-bit truncation, the reference's local pixel copies (:func:`glass_sources`, one pass per
+    iteration), Gaussian blur."""
     sigma, delta, iterations = p
-    y = torch.floor(ops.gaussian_filter(x, sigma) * 255) / 255
+    b, c, h, w = x.shape
+    y = (torch.floor(ops.gaussian_filter_scipy_order(_exact_8bit(x), sigma) * 255) / 255).to(x.dtype)
     if d["dy"].shape[-1] > 0 and d["dy"].shape[-2] > 0:
-        for i in range(iterations):
-            y = _glass_shuffle(y, delta, d["dy"][:, i].to(x.device), d["dx"][:, i].to(x.device))
+        index = torch.arange(h * w, device=x.device).expand(b, -1)                # (B, H W)
+        for i in range(iterations):                                               # compose the passes
+            index = index.gather(1, glass_sources(h, w, delta, d["dy"][:, i], d["dx"][:, i]).to(x.device))
+        y = y.reshape(b, c, h * w).gather(2, index.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w)
     return ops.gaussian_filter(y, sigma)
 
 
@@ -414,45 +457,52 @@ def _snow(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor
 
 
 def _draw_frost(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
-    b, _, h, w = x.shape
-    return {"noise": torch.randn((b, 4, h, w), generator=gen), "angle": _uniform((b,), 0.0, math.pi / 3, gen)}
+    """Which photograph (the reference's randint(5)) and where to crop it (U[0, 1) per axis, scaled by the
+    number of offsets once the photograph's size is known: floor(u n), the law of randint(0, n))."""
+    b = x.shape[0]
+    return {"index": torch.randint(0, FROST_CHOICES, (b,), generator=gen),
+            "offset": torch.rand((b, 2), generator=gen, dtype=torch.float64)}
 
 
-def frost_texture(noise: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """A procedural frost image (B, 3, H, W) in [0, 1], standing in for the reference's frost photographs.
+@functools.lru_cache(maxsize=16)
+def frost_image(index: int, scale: float) -> torch.Tensor:
+    """Frost photograph ``index`` (0-based in :data:`FROST_FILES`) as the reference holds it before the crop:
+    decoded as RGB (alpha dropped, as cv2.imread does), resized by ``scale`` with cv2.resize INTER_LINEAR
+    unless scale is 1. (3, H, W) uint8 on the CPU."""
+    with Image.open(package_file("data", "files", "frost", FROST_FILES[index])) as img:
+        rgb = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    return rgb if scale == 1.0 else ops.resize_linear_8bit(rgb, scale, scale)
 
-    Three noise channels are filtered to thin needles at the angles angle + k 60 degrees (k = 0, 1, 2; ice's
-    hexagonal symmetry) and turned into ridges; the fourth becomes a 1/f haze that also modulates the needles'
-    density. Scales follow the image side, so 32 px and 224 px images get the same look. Bluish white tint.
-    Computed in the noise's dtype (float32, or float64 for exactness checks).
 
-    Args:
-        noise: (B, 4, H, W) standard normal.
-        angle: (B,) base needle angle in radians.
-    """
-    h, w = noise.shape[-2:]
-    side, dt, dev = max(h, w), noise.dtype, noise.device
-    fy = torch.fft.fftfreq(h, dtype=dt, device=dev).view(1, 1, -1, 1) * side
-    fx = torch.fft.rfftfreq(w, dtype=dt, device=dev).view(1, 1, 1, -1) * side
-    rho, phi = torch.sqrt(fx ** 2 + fy ** 2), torch.atan2(fy, fx)
-    theta = angle.to(dt).view(-1, 1, 1, 1) + torch.arange(3, dtype=dt, device=dev).view(1, 3, 1, 1) * math.pi / 3
-    off = torch.remainder(phi - theta + math.pi / 2, math.pi) - math.pi / 2
-    spectrum = torch.fft.rfft2(noise)
-    band = torch.exp(-off ** 2 / (2 * math.radians(3) ** 2)) * torch.exp(-(rho / (side / 8)) ** 2) * (rho > 1.5)
-    needles = torch.fft.irfft2(spectrum[:, :3] * band, s=(h, w))
-    needles = needles / needles.std(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    ridges = ((1 - needles.abs() / 0.6).clamp(min=0) ** 2).amax(dim=1, keepdim=True)
-    haze = torch.fft.irfft2(spectrum[:, 3:] / (rho + 2.0) ** 1.8, s=(h, w))
-    haze = haze / haze.std(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    value = 0.4 + 0.12 * haze + 0.6 * ridges * torch.sigmoid(1.5 * haze + 0.5)
-    tint = torch.tensor([0.86, 0.94, 1.0], dtype=dt, device=dev).view(1, 3, 1, 1)
-    return (value * tint).clamp(0, 1)
+def _frost_scale(index: int, scale: float, h: int, w: int) -> float:
+    """The table's resize factor, or (images larger than the reference's photographs allow) the smallest factor
+    that leaves at least one crop offset on each axis."""
+    full = frost_image(index, 1.0)
+    scaled = frost_image(index, scale)
+    if scaled.shape[1] > h and scaled.shape[2] > w:
+        return scale
+    return max(scale, (h + 1.5) / full.shape[1], (w + 1.5) / full.shape[2])
+
+
+def frost_crops(draws: dict[str, torch.Tensor], h: int, w: int, scale: float) -> list[tuple[int, float, int, int]]:
+    """(photograph index, resize factor, top, left) of each image's frost crop, from its draws: the reference's
+    randint(0, H_frost - h) and randint(0, W_frost - w) as floor(u n)."""
+    crops = []
+    for index, (u_top, u_left) in zip(draws["index"].tolist(), draws["offset"].tolist()):
+        factor = _frost_scale(index, scale, h, w)
+        _, fh, fw = frost_image(index, factor).shape
+        crops.append((index, factor, min(int(u_top * (fh - h)), fh - h - 1), min(int(u_left * (fw - w)), fw - w - 1)))
+    return crops
 
 
 def _frost(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """c_image x + c_frost frost (procedural frost texture: see the module docstring)."""
-    texture = frost_texture(d["noise"].to(x), d["angle"].to(x.device))
-    return p[0] * x + p[1] * texture
+    """c_image x + c_frost frost, with an (H, W) crop of one of the reference's frost photographs (resized for the
+    64 and 32 px tables, as the reference does)."""
+    image_weight, frost_weight, scale = p
+    h, w = x.shape[-2:]
+    crops = [frost_image(i, f)[:, top:top + h, left:left + w] for i, f, top, left in frost_crops(d, h, w, scale)]
+    frost = torch.stack(crops).to(x.device, x.dtype)
+    return image_weight * x + frost * (frost_weight / 255)
 
 
 def _mapsize(h: int, w: int) -> int:
@@ -491,28 +541,45 @@ def _draw_spatter(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[
 def water_mask(liquid: torch.Tensor) -> torch.Tensor:
     """The reference's water-drop shading (before scaling) from an 8-bit liquid layer (B, 1, H, W) 0..255:
     Canny edges -> chamfer distance (cap 20) -> 3x3 mean, truncation -> histogram equalisation -> emboss
-    (8-bit saturation) -> 3x3 mean (8-bit rounding) -> times the liquid, normalised to max 1."""
+    (8-bit saturation) -> 3x3 mean (8-bit rounding) -> times the liquid, normalised to max 1. The local steps
+    run a few images at a time (cache), the distance transform's row sweeps once for the batch."""
     work = liquid.to(torch.float64)
-    edges = ops.canny(work[:, 0], *CANNY_THRESHOLDS)
-    dist = ops.chamfer_distance(edges, 20.0).to(torch.float64).unsqueeze(1)
-    dist = torch.floor(ops.box_mean3(dist.to(torch.float32)).to(torch.float64))
-    dist = ops.equalize_hist(dist[:, 0]).unsqueeze(1)
-    dist = torch.round(ops.filter2d(dist, torch.tensor(EMBOSS, dtype=torch.float64), "mirror")).clamp(0, 255)
-    dist = torch.round(ops.box_mean3(dist))
-    m = work * dist
+    parts = _chunks(work)
+    edges = torch.cat([ops.canny(work[part, 0], *CANNY_THRESHOLDS) for part in parts])
+    dist = ops.chamfer_distance(edges, 20.0).unsqueeze(1)                        # (B, 1, H, W) float32
+    return torch.cat([_water_shading(work[part], dist[part]) for part in parts])
+
+
+def _water_shading(liquid: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """The steps of :func:`water_mask` after the distance transform (float64 liquid, float32 distances); after
+    the first truncation every value is an 8-bit integer, so the rest runs in exact integer arithmetic."""
+    dist = torch.floor(ops.box_mean3(dist.to(torch.float64)).to(torch.float32))                   # uint8 cast
+    dist = ops.equalize_hist(dist[:, 0].to(torch.int32)).unsqueeze(1)
+    dist = ops.correlate_small(dist, EMBOSS, "mirror").clamp_(0, 255)                 # cv2.filter2D to CV_8U
+    dist = ops.box_sum3(dist)
+    dist = torch.div(dist * 2 + 9, 18, rounding_mode="floor")          # cvRound(sum / 9): never a tie
+    m = liquid * dist
     return m / m.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
 
 
-def _spatter(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Liquid layer N(loc, scale) smoothed (sigma) and thresholded; water drops (mud = 0) or mud (mud = 1)."""
+def spatter_layer(like: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The spatter mask of a whole batch, (B, 1, H, W) in like's dtype: liquid layer N(loc, scale) smoothed
+    (sigma) and thresholded, then water drops' shading x intensity (mud = 0) or the mud mask (mud = 1). It
+    depends on the draws only, so it is made once per batch before the chunked blend."""
     loc, scale, sigma, threshold, intensity, mud = p
-    liquid = ops.gaussian_filter(loc + scale * d["liquid"].to(x), sigma)
+    liquid = ops.gaussian_filter(loc + scale * d["liquid"].to(like), sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     if mud == 0:
-        m = water_mask(torch.floor(liquid * 255).clamp(0, 255)).to(x.dtype) * intensity
+        return water_mask(torch.floor(liquid * 255).clamp(0, 255)).to(like.dtype) * intensity
+    m = ops.gaussian_filter((liquid > threshold).to(like.dtype), intensity)
+    return torch.where(m < 0.8, torch.zeros_like(m), m)
+
+
+def _spatter(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Water drops add pale turquoise (mud = 0); mud replaces the image with brown (mud = 1)."""
+    m = d["layer"].to(x)
+    if p[5] == 0:
         return x + m * torch.tensor(WATER_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
-    m = ops.gaussian_filter((liquid > threshold).to(x.dtype), intensity)
-    m = torch.where(m < 0.8, torch.zeros_like(m), m)
     return x * (1 - m) + m * torch.tensor(MUD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255
 
 
@@ -533,18 +600,48 @@ def _contrast(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Te
     return torch.lerp(x.mean(dim=(2, 3), keepdim=True), x, c)
 
 
-def _pixelate(x: torch.Tensor, c: float, d: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Pillow BOX resize to int(side c), then BOX resize back."""
+def _pixelate(x: torch.Tensor, c: float, d: dict[str, torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """Pillow BOX resize to int(side c), then BOX resize back (each output pixel copies one small pixel, written
+    into ``out``); clamped on the small image (clamping commutes with copying)."""
     h, w = x.shape[-2:]
-    return ops.resize_box(ops.resize_box(x, int(h * c), int(w * c)), h, w)
+    small = ops.resize_box(x, int(h * c), int(w * c)).clamp_(0.0, 1.0)
+    return ops.resize_box(small, h, w, out=out)
 
 
-def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor]) -> torch.Tensor:
+#: JPEG work runs in groups of about this many values, so that the conversions around the codec stay in cache
+JPEG_GROUP_VALUES = 1 << 18
+
+
+def _to_8bit_hwc(x: torch.Tensor, rounding: str) -> np.ndarray:
+    """(B, 3, H, W) floats -> (B, H, W, 3) uint8: x 255 clamped to [0, 255], rounded ("round") or truncated
+    ("floor", np.uint8's cast). The layout changes in float (torch's channels-last kernel) and the cast runs in
+    numpy: both several times faster on the CPU than torch's uint8 copies."""
+    levels = x.detach().to("cpu", memory_format=torch.channels_last, copy=True).mul_(255).clamp_(0, 255)
+    levels = levels.round_() if rounding == "round" else levels.floor_()
+    return levels.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+
+
+def _jpeg_roundtrip(x: torch.Tensor, quality: int, rounding: str, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x to 8 bits (:func:`_to_8bit_hwc`), then libjpeg (torchvision.io) encode at ``quality`` and decode of each
+    image; returns (B, 3, H, W) in [0, 1] in x's dtype, in ``out`` (x itself allowed: each group is read before
+    it is written) or a new CPU tensor moved to x's device."""
+    fresh = out is None
+    out = torch.empty(x.shape, dtype=x.dtype) if fresh else out
+    per = max(1, JPEG_GROUP_VALUES // max(1, x[0].numel()))
+    for start in range(0, len(x), per):
+        hwc = torch.from_numpy(_to_8bit_hwc(x[start:start + per], rounding))
+        # torchvision's own operator: its Python wrapper costs a quarter of the encode on a 224 px image
+        encoded = [torch.ops.image.encode_jpeg(image, int(quality)) for image in hwc.permute(0, 3, 1, 2)]
+        decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)  # CHW views of HWC
+        planar = np.stack([image.numpy() for image in decoded])                  # (G, 3, H, W) uint8, reordered
+        out[start:start + per].copy_(torch.from_numpy(planar))
+    out.div_(255)
+    return out.to(x.device) if fresh else out
+
+
+def _jpeg_compression(x: torch.Tensor, quality: int, d: dict[str, torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     """JPEG at the quality, through libjpeg (torchvision.io) on the CPU, from the image rounded to 8 bits."""
-    images = torch.round(x.detach().clamp(0, 1) * 255).to("cpu", torch.uint8)
-    encoded = torchvision.io.encode_jpeg(list(images), quality=int(quality))
-    decoded = torchvision.io.decode_jpeg(encoded, mode=torchvision.io.ImageReadMode.RGB)
-    return torch.stack(decoded).to(x.device, x.dtype) / 255
+    return _jpeg_roundtrip(x, quality, "round", out=out)
 
 
 def _draw_elastic(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -591,10 +688,48 @@ def _elastic_transform(x: torch.Tensor, p: tuple, d: dict[str, torch.Tensor]) ->
     return ops.sample_bilinear(warped, rows + dy.float().to(x.dtype), cols + dx.float().to(x.dtype), "reflect")
 
 
+# ------------------------------------------------------------------------------------------ release save step
+
+def release_save_for(height: int, width: int) -> str:
+    """The save step of the set released at this image size (:data:`RELEASED_SAVE_BY_SIDE`); "none" for sizes
+    no set was released at."""
+    return RELEASED_SAVE_BY_SIDE.get(height, "none") if height == width else "none"
+
+
+def save_like_release(x: torch.Tensor, mode: str, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The save step of the released sets, applied to corrupted images in [0, 1].
+
+    Args:
+        x: (B, 3, H, W) in [0, 1] (a corruption's output).
+        mode: "none", "uint8" (x 255 truncated to 8 bits, np.uint8's cast, back to [0, 1]) or "jpeg85" (the same
+            8 bits, then a JPEG at quality 85 decoded again, as Pillow writes and reads it).
+        out: optional tensor like x (x itself allowed) for the result.
+
+    Returns:
+        (B, 3, H, W) in x's dtype on x's device (``out`` when given).
+
+    Raises:
+        ConfigError: an unknown mode.
+    """
+    if mode not in RELEASE_SAVES:
+        raise ConfigError(f"release save {mode!r} is not one of {', '.join(RELEASE_SAVES)}{did_you_mean(mode, RELEASE_SAVES)}")
+    out = torch.empty_like(x) if out is None else out
+    if mode == "jpeg85":
+        return _jpeg_roundtrip(x, RELEASE_JPEG_QUALITY, "floor", out=out)
+    if mode == "uint8":
+        return torch.mul(x, 255, out=out).clamp_(0, 255).floor_().div_(255)
+    return out if out is x else out.copy_(x)
+
+
 # ------------------------------------------------------------------------------------------ registry and API
 
 _Draw = Callable[[torch.Tensor, Any, "torch.Generator | None"], dict[str, torch.Tensor]]
 _Apply = Callable[[torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor]
+
+
+#: corruptions whose implementation writes its (already clamped) result into the output slice it is given,
+#: sparing a full-size copy: their results lie in [0, 1] by construction
+_WRITES_OUT = frozenset({"pixelate", "jpeg_compression"})
 
 
 def _no_draw(x: torch.Tensor, p: Any, gen: torch.Generator | None) -> dict[str, torch.Tensor]:
@@ -619,9 +754,12 @@ def _check_images(x: torch.Tensor) -> None:
 
 
 def _resolve(x: torch.Tensor, name: str, severity: int, table: str | None) -> Any:
+    """The severity's parameters, plus the table's own constants where a corruption has them (frost's resize)."""
     _check(name, severity)
     _check_images(x)
-    return corruption_params(name, severity, table or table_for(*x.shape[-2:]))
+    table = table or table_for(*x.shape[-2:])
+    params = corruption_params(name, severity, table)
+    return (*params, FROST_SCALE[table]) if name == "frost" else params
 
 
 def draw_randomness(x: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *,
@@ -642,18 +780,40 @@ def draw_randomness(x: torch.Tensor, name: str, severity: int, generator: torch.
 
 
 def apply_corruption(x: torch.Tensor, name: str, severity: int, draws: dict[str, torch.Tensor], *,
-                     table: str | None = None) -> torch.Tensor:
+                     table: str | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """The corruption of ``x`` with the given random draws (from :func:`draw_randomness`).
 
+    Args:
+        out: optional tensor like x (not x itself) to write the result into; reusing one across calls spares
+            the page faults of a fresh large output (a 100-image chunk at 224 px is 60 MB).
+
     Returns:
-        (B, 3, H, W) on x's device and in x's dtype, clamped to [0, 1].
+        (B, 3, H, W) on x's device and in x's dtype, clamped to [0, 1] (``out`` when given).
     """
     params = _resolve(x, name, severity, table)
     work, apply = _work(x), _IMPLEMENTATIONS[name][1]
-    out = torch.empty_like(work)
+    result = _output(x, work, out)
+    if name == "spatter":                     # the layer's distance transform sweeps rows once for the batch
+        draws = {"layer": spatter_layer(work, params, draws)}
     for part in _chunks(work):
-        torch.clamp(apply(work[part], params, {k: v[part] for k, v in draws.items()}), 0.0, 1.0, out=out[part])
-    return out.to(x.dtype)
+        sub = {k: v[part] for k, v in draws.items()}
+        if name in _WRITES_OUT:
+            apply(work[part], params, sub, result[part])
+        else:
+            torch.clamp(apply(work[part], params, sub), 0.0, 1.0, out=result[part])
+    if out is not None and result is not out:
+        return out.copy_(result)
+    return result.to(x.dtype)
+
+
+def _output(x: torch.Tensor, work: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """Where a corruption writes: ``out`` when it can take the compute dtype, else a new tensor."""
+    if out is None:
+        return torch.empty_like(work)
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device or out.data_ptr() == x.data_ptr():
+        raise ConfigError(f"corruption out= must be a separate tensor of x's shape, dtype and device "
+                          f"{tuple(x.shape)} {x.dtype} {x.device}; got {tuple(out.shape)} {out.dtype} {out.device}")
+    return out if out.dtype == work.dtype else torch.empty_like(work)
 
 
 def _chunks(x: torch.Tensor) -> list[slice]:
@@ -665,7 +825,7 @@ def _chunks(x: torch.Tensor) -> list[slice]:
 
 
 def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *,
-            table: str | None = None) -> torch.Tensor:
+            table: str | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """Apply an ImageNet-C corruption to a batch.
 
     Args:
@@ -674,14 +834,16 @@ def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generato
         severity: 1..5.
         generator: CPU generator for the random corruptions (same seed, same output on every device).
         table: "cifar", "tiny" or "imagenet"; default chosen from the image size (:func:`table_for`).
+        out: optional separate tensor like x that receives the result (see :func:`apply_corruption`).
 
     Returns:
         (B, 3, H, W), same device and dtype as x, in [0, 1].
 
     Raises:
-        ConfigError: unknown corruption or table, severity outside 1..5, or a batch of the wrong shape.
+        ConfigError: unknown corruption or table, severity outside 1..5, a batch of the wrong shape, or an
+            ``out`` that does not match x.
     """
     draws = draw_randomness(x, name, severity, generator, table=table)
     log.debug("%s severity %d on %s images %s (table %s)", name, severity, x.device, tuple(x.shape),
               table or table_for(*x.shape[-2:]))
-    return apply_corruption(x, name, severity, draws, table=table)
+    return apply_corruption(x, name, severity, draws, table=table, out=out)

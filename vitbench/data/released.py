@@ -6,7 +6,8 @@ severity s in rows [(s - 1) * N, s * N) in test-set order, plus ``ROOT/labels.np
 ``corruptions`` suite for the examples of the clean set being evaluated (same ids / indices).
 
 ImageNet-P: ``ROOT/<perturbation>/<wnid>/<name>.mp4`` (31 frames, translate 41; noise perturbations at difficulty
-d > 1 in ``ROOT/<perturbation>_<d>/``), frames decoded in order as RGB (PyAV; optional extra ``video``).
+d > 1 in ``ROOT/<perturbation>_<d>/``), frames decoded in order as RGB (PyAV; optional extra ``video``), fed as
+they are by default (the authors' evaluation: the 224 px frames, no resize or crop).
 CIFAR-P: ``ROOT/<perturbation>.npy`` of shape (N, T, 32, 32, 3). Both are dataset kinds (``imagenet-p:ROOT``,
 ``cifar-p:ROOT``) whose examples are whole sequences: ``load`` returns (B, T, 3, S, S).
 
@@ -33,6 +34,8 @@ from vitbench.zoo.schema import Preprocessing
 
 SEVERITIES = (1, 2, 3, 4, 5)
 IMAGENET_C_SIZE = 224
+#: how released perturbation frames reach the model: as they are (the authors' evaluation) or the model's crop
+SEQUENCE_PROTOCOLS = ("authors", "model")
 
 
 # -- ImageNet-C / CIFAR-C ---------------------------------------------------------------------------------------
@@ -184,7 +187,13 @@ class SequenceDataset(EvalDataset):
     def labels(self, start: int, stop: int) -> torch.Tensor:
         return self._labels[start:stop].clone()
 
-    def load(self, start: int, stop: int, prep: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, start: int, stop: int, prep: Preprocessing,
+             protocol: str = "authors") -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, 3, S, S) frames and labels. ``protocol`` "authors" (the default, as the authors evaluate):
+        the frames as they are, resized to the model's input size only if it differs (no crop); "model": the
+        model's resize and center crop (crop_pct) on frames above 64 px (upscale 224 -> 256, crop 224 for 0.875)."""
+        if protocol not in SEQUENCE_PROTOCOLS:
+            raise DataError(f"{self.spec!r}: frame protocol {protocol!r} is not one of {', '.join(SEQUENCE_PROTOCOLS)}")
         seqs = [self._frames(i) for i in range(start, stop)]  # each (T, 3, H, W) float
         lengths = {s.shape[0] for s in seqs}
         if len(lengths) > 1:  # translate (41) and the others (31) never share a chunk unless mixed folders
@@ -192,8 +201,8 @@ class SequenceDataset(EvalDataset):
                             "evaluate one perturbation at a time (?perturbations=NAME)")
         x = torch.stack(seqs)
         b, t = x.shape[:2]
-        x = tensor_resize(x.flatten(0, 1), input_size=prep.input_size, crop_pct=1.0 if x.shape[-1] <= 64
-                          else prep.crop_pct, interpolation=prep.interpolation)
+        crop = prep.crop_pct if protocol == "model" and x.shape[-1] > 64 else 1.0
+        x = tensor_resize(x.flatten(0, 1), input_size=prep.input_size, crop_pct=crop, interpolation=prep.interpolation)
         return x.reshape(b, t, *x.shape[1:]).contiguous(), self.labels(start, stop)
 
     def _frames(self, i: int) -> torch.Tensor:

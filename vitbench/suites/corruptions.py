@@ -6,8 +6,11 @@ released  ImageNet-C (``root`` = ROOT/<corruption>/<severity>/<wnid>/*.JPEG; the
           preprocessing by default (center crop 224, no resize; ``preprocessing: model`` applies the model's own),
           recorded in the config.
 generated the 19 corruptions of ``vitbench.data.corruptions`` applied in memory to the chunk at the model's input
-          resolution, deterministic given the chunk seed. Labelled "(generated)" everywhere: not comparable with
-          numbers on the released files.
+          resolution, deterministic given the chunk seed, then (``release_save: auto``, the default) the save step
+          the released set of that resolution went through: 224 and 64 px truncated to 8 bits and written as JPEG
+          quality 85 (ImageNet-C, Tiny-ImageNet-C), 32 px truncated to 8 bits (CIFAR-10-C / -100-C), other sizes
+          none; ``none``, ``uint8`` or ``jpeg85`` choose it, and the choice is part of the evaluation key. Labelled
+          "(generated)" everywhere: not the released files.
 
 Metrics (Hendrycks and Dietterich 2019), with E(c, s) the top-1 error at corruption c and severity s:
   CE_c = sum_s E(c, s) / sum_s E_AlexNet(c, s); mCE = mean of CE_c over the 15 benchmark corruptions;
@@ -60,6 +63,7 @@ class CorruptionsConfig:
     extra: bool = False
     severities: tuple[int, ...] = SEVERITIES
     preprocessing: str = "authors"
+    release_save: str = "auto"      # generated only: auto (by resolution), none, uint8 or jpeg85
     n_examples: int | None = None   # cap on examples for this suite (e.g. a cheaper demo)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,13 @@ class CorruptionsConfig:
         if self.preprocessing not in ("authors", "model"):
             raise ValueError("preprocessing must be authors (center crop 224) or model")
         mod = _names()
+        saves = ("auto",) + tuple(mod.RELEASE_SAVES)
+        if self.release_save not in saves:
+            raise ValueError(f"release_save {self.release_save!r} is not one of {', '.join(saves)}")
+        if self.source == "released":
+            if self.release_save not in ("auto", "none"):
+                raise ValueError("release_save applies to generated corruptions; the released files are saved already")
+            object.__setattr__(self, "release_save", "none")
         names = tuple(self.corruptions) or tuple(mod.BENCHMARK_CORRUPTIONS)
         if self.extra:
             names += tuple(c for c in mod.EXTRA_CORRUPTIONS if c not in names)
@@ -97,7 +108,7 @@ def _kind_of_root(root: str) -> str:
 @register
 class CorruptionsSuite(Suite):
     name = "corruptions"
-    version = 1
+    version = 2     # 2: glass blur copies as the reference does, frost uses its photographs, release_save
     Config = CorruptionsConfig
     summary = "common corruptions: released ImageNet-C / CIFAR-C or 19 generated corruptions x 5 severities; mCE"
     aux = True
@@ -129,20 +140,23 @@ class CorruptionsSuite(Suite):
         clean = (predict(model, chunk.x, bs).argmax(1) == chunk.y).tolist()
         results = {c: [] for c in config.corruptions}
         released = _open(config) if config.source == "released" else None
+        buffer = torch.empty_like(chunk.x) if released is None else None    # one output for every (c, s)
         for c in config.corruptions:
             if released is not None:
                 released.check(c)
             for s in config.severities:
-                x = self._images(released, chunk, config, ctx, c, s)
+                x = self._images(released, chunk, config, ctx, c, s, buffer)
                 results[c].append((predict(model, x, bs).argmax(1) == chunk.y).tolist())
         records = [{"clean": clean[i], "c": {c: [results[c][k][i] for k in range(len(config.severities))]
                                              for c in config.corruptions}} for i in range(len(clean))]
         return SuiteOutput(records)
 
-    def _images(self, released, chunk, config, ctx, corruption: str, severity: int) -> torch.Tensor:
+    def _images(self, released, chunk, config, ctx, corruption: str, severity: int,
+                buffer: torch.Tensor | None = None) -> torch.Tensor:
         if released is None:
             gen = chunk.generator("corruption", corruption, severity)
-            return _names().corrupt(chunk.x, corruption, severity, generator=gen)
+            x = _names().corrupt(chunk.x, corruption, severity, generator=gen, out=buffer)
+            return _names().save_like_release(x, release_save(config, x), out=x)
         prep = ctx.entry.preprocessing
         if config.kind == "cifar-c":
             x = released.load(corruption, severity, chunk.start, chunk.stop, prep)
@@ -174,6 +188,13 @@ class CorruptionsSuite(Suite):
 
     def cost(self, config: CorruptionsConfig) -> float:
         return float(len(config.corruptions) * len(config.severities) + 1)
+
+
+def release_save(config: CorruptionsConfig, x: torch.Tensor) -> str:
+    """The save step generated images get: the config's, or for ``auto`` that of the set released at x's size."""
+    if config.release_save != "auto":
+        return config.release_save
+    return _names().release_save_for(*x.shape[-2:])
 
 
 def _open(config: CorruptionsConfig):

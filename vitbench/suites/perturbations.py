@@ -1,6 +1,9 @@
 """Perturbation stability (ImageNet-P protocol): released sequences, or generated ones for any dataset.
 
-released  the data is an ``imagenet-p:`` or ``cifar-p:`` spec; each example is one sequence.
+released  the data is an ``imagenet-p:`` or ``cifar-p:`` spec; each example is one sequence. ImageNet-P frames are
+          fed as the authors do (``preprocessing: authors``, the default: the released 224 px frames as they are,
+          resized only for another input size); ``preprocessing: model`` applies the model's resize and crop
+          instead (it decodes the chunk's videos a second time). The choice is part of the evaluation key.
 generated the perturbations of ``vitbench.data.perturbations`` applied to each image of any dataset, with the
           reference sequence lengths (ImageNet-P: 31 frames, translate 41; CIFAR-P at 32 px: 31, motion blur 21,
           translate 16; ``n_frames`` caps them), deterministic given the chunk seed; labelled "(generated)".
@@ -75,11 +78,15 @@ class PerturbationsConfig:
     difficulty: int = 1
     n_frames: int | None = None
     normalizers: Any = None
+    preprocessing: str = "authors"  # released frames: authors (as they are) or model (its resize and crop)
     n_examples: int | None = None   # cap on examples for this suite (e.g. a cheaper demo)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"source {self.source!r} is not one of {', '.join(SOURCES)}")
+        if self.preprocessing not in ("authors", "model"):
+            raise ValueError(f"preprocessing {self.preprocessing!r} must be authors (the released frames as they "
+                             "are) or model (the model's resize and center crop)")
         if self.difficulty < 1:
             raise ValueError("difficulty must be >= 1")
         mod = _module()
@@ -108,7 +115,7 @@ class PerturbationsConfig:
 @register
 class PerturbationsSuite(Suite):
     name = "perturbations"
-    version = 1
+    version = 2     # 2: released ImageNet-P frames fed as the authors do by default (preprocessing)
     aggregation_only = ("normalizers",)
     Config = PerturbationsConfig
     summary = "perturbation stability: flip probability and top-5 distance (released ImageNet-P/CIFAR-P or generated)"
@@ -129,7 +136,7 @@ class PerturbationsSuite(Suite):
         noise = set(_module().NOISE_PERTURBATIONS)
         if config.source == "released":
             names = [sid.split("/", 1)[0] for sid in chunk.ids]
-            seqs = [(None, chunk.x)]                                           # (B, T, 3, S, S)
+            seqs = [(None, released_frames(chunk, config, ctx))]              # (B, T, 3, S, S)
         else:
             names = None
             seqs = ((p, _module().perturbation_sequence(chunk.x, p, chunk.generator("perturbation", p),
@@ -186,6 +193,15 @@ class PerturbationsSuite(Suite):
 
     def cost(self, config: PerturbationsConfig) -> float:
         return float(min(config.n_frames or 31, 31) * max(len(config.perturbations), 1))
+
+
+def released_frames(chunk, config: PerturbationsConfig, ctx) -> torch.Tensor:
+    """The chunk's released sequences under the config's protocol: the engine loads them the authors' way; the
+    model's resize and crop means reading them again from the dataset."""
+    if config.preprocessing == "authors":
+        return chunk.x
+    x, _ = ctx.dataset.load(chunk.start, chunk.stop, ctx.entry.preprocessing, protocol="model")
+    return x.to(chunk.x.device)
 
 
 def _frames(name: str, x: torch.Tensor, cap: int | None) -> int | None:
