@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from vitbench import hashing
-from vitbench.leaderboard.tables import build_rows
+from vitbench.board.tables import build_rows
 from vitbench.store import RunRow
 from vitbench.zoo.sources import BUNDLED_WEIGHTS
 

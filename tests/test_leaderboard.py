@@ -5,9 +5,9 @@ import json
 import pytest
 
 from vitbench.errors import VitbenchError
-from vitbench.leaderboard.cards import card
-from vitbench.leaderboard.references import compare, load_reference, reference_names, render_comparison
-from vitbench.leaderboard.tables import build_rows, render
+from vitbench.board.cards import card
+from vitbench.board.references import compare, load_reference, reference_names, render_comparison
+from vitbench.board.tables import build_rows, render
 from vitbench.store import RunRow
 from vitbench.zoo.schema import load_zoo
 

@@ -67,7 +67,7 @@ def execute(args: argparse.Namespace, entries, preset) -> list:
 
 
 def print_results(results, *, as_json: bool) -> None:
-    from vitbench.leaderboard.tables import build_rows, render
+    from vitbench.board.tables import build_rows, render
     from vitbench.store import open_store
     if as_json:
         print(json.dumps([r.to_json() for r in results], indent=2))

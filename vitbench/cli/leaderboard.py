@@ -63,7 +63,7 @@ def _plot(runs, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vitbench.errors import VitbenchError
-    from vitbench.leaderboard.tables import build_rows, current_runs, render
+    from vitbench.board.tables import build_rows, current_runs, render
     from vitbench.store import open_store
     from vitbench.zoo.identity import current_fingerprint
 
@@ -75,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
     rows = build_rows(runs, data=args.data, norm=args.norm, eps=args.eps, models=args.models, current=current,
                       all_versions=args.all_versions)
     if args.card:
-        from vitbench.leaderboard.cards import card_json
+        from vitbench.board.cards import card_json
         entry = zoo.get(args.card)
         _emit(card_json(entry, rows), args.out)
         return 0
     if args.plot:
         _plot(current_runs(runs, current), args)
     if args.compare:
-        from vitbench.leaderboard.references import compare, load_reference, render_comparison
+        from vitbench.board.references import compare, load_reference, render_comparison
         ref = load_reference(args.compare)
         published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
                      if e.provenance.robustbench_name}

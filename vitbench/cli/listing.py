@@ -31,7 +31,7 @@ def _items(what: str) -> list[tuple[str, str]]:
         from vitbench.train.recipes import recipes
         return [(n, r.summary) for n, r in sorted(recipes().items())]
     if what == "references":
-        from vitbench.leaderboard.references import load_reference, reference_names
+        from vitbench.board.references import load_reference, reference_names
         return [(n, load_reference(n).title) for n in reference_names()]
     from vitbench.data.specs import KINDS
     return [(k.name + (":PATH" if k.needs_location else ""),

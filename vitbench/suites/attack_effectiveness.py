@@ -180,7 +180,7 @@ class AttackEffectivenessSuite(Suite):
 
 def _latest(runs: Sequence) -> dict:
     """The latest attack_effectiveness run per (model, eps)."""
-    from vitbench.leaderboard.plots import latest_runs
+    from vitbench.board.plots import latest_runs
     return latest_runs([r for r in runs if "oracle_loss" in r.metrics], AttackEffectivenessSuite.name,
                        lambda run: (run.model, run.config["norm"], run.config["eps"]))
 
@@ -194,7 +194,7 @@ def plot_gap_vs_k(runs: Sequence, out: Path) -> Path | None:
     latest = _latest(runs)
     if not latest:
         return None
-    from vitbench.leaderboard.plots import pyplot, save_figure
+    from vitbench.board.plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for (model, norm, eps), run in sorted(latest.items()):
@@ -222,7 +222,7 @@ def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
             series.setdefault((parent, norm, eps), []).append((epoch, run))
     if not series:
         return None
-    from vitbench.leaderboard.plots import pyplot, save_figure
+    from vitbench.board.plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for (parent, norm, eps), points in sorted(series.items()):

@@ -182,7 +182,7 @@ class CorruptionsSuite(Suite):
     def plots(self, runs, out_dir) -> list:
         from pathlib import Path
 
-        from vitbench.leaderboard.plots import accuracy_vs_severity
+        from vitbench.board.plots import accuracy_vs_severity
         path = accuracy_vs_severity(runs, Path(out_dir) / "corruptions_accuracy_vs_severity.png")
         return [path] if path else []
 

@@ -308,7 +308,7 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
     """Attention stability and representation change per block, one line per model (latest run of each
     (model, config)); models without per-layer metrics (CNNs) are named in the figure, not drawn as zeros."""
     from vitbench import _config
-    from vitbench.leaderboard.plots import latest_runs, pyplot, save_figure
+    from vitbench.board.plots import latest_runs, pyplot, save_figure
     latest = latest_runs(runs, "patch_sensitivity", lambda run: (run.model, _config.canonical_json(run.config)))
     if not latest:
         return None

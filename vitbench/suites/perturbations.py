@@ -187,7 +187,7 @@ class PerturbationsSuite(Suite):
         return cols
 
     def plots(self, runs, out_dir) -> list:
-        from vitbench.leaderboard.plots import flip_probabilities
+        from vitbench.board.plots import flip_probabilities
         path = flip_probabilities(runs, Path(out_dir) / "perturbations_flip_probability.png")
         return [path] if path else []
 

@@ -156,7 +156,7 @@ class PGDSweepSuite(Suite):
     def plots(self, runs, out_dir) -> list:
         from pathlib import Path
 
-        from vitbench.leaderboard.plots import robustness_curves
+        from vitbench.board.plots import robustness_curves
         path = robustness_curves(runs, Path(out_dir) / "robustness_vs_eps.png")
         return [path] if path else []
 

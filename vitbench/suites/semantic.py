@@ -273,7 +273,7 @@ class SemanticSuite(Suite):
                        metrics[f"{prefix}{j}]"].value, rank=80) for j in judges]
 
     def plots(self, runs, out_dir) -> list:
-        from vitbench.leaderboard.plots import latest_runs
+        from vitbench.board.plots import latest_runs
         latest = latest_runs(runs, self.name, lambda run: (run.model, run.config["norm"], run.config["eps"]))
         if not latest:
             return []
@@ -291,7 +291,7 @@ class SemanticSuite(Suite):
 
 def plot_scores(runs: Sequence, out: Path) -> Path:
     """Semantic score (%) per model: a bar for the panel mean, a dot per panel model."""
-    from vitbench.leaderboard.plots import pyplot, save_figure
+    from vitbench.board.plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(runs)), 4), dpi=120)
     runs = sorted(runs, key=lambda r: r.model)
@@ -322,7 +322,7 @@ def plot_examples(run, out: Path) -> Path | None:
         store.close()
     if not examples:
         return None
-    from vitbench.leaderboard.plots import pyplot, save_figure
+    from vitbench.board.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(2, len(examples), figsize=(1.4 * len(examples), 3.2), dpi=120, squeeze=False)
     for j, rec in enumerate(examples):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from vitbench.attacks.autoattack import CHECK_FLAGS
 from vitbench.errors import VitbenchError
-from vitbench.leaderboard.tables import Row
+from vitbench.board.tables import Row
 from vitbench.suites.autoattack import is_standard_autoattack
 from vitbench.suites.base import Column
 from vitbench.threat import format_eps

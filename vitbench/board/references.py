@@ -19,12 +19,12 @@ from tabulate import tabulate
 
 from vitbench import _config
 from vitbench.errors import VitbenchError, unknown
-from vitbench.leaderboard.tables import Row
+from vitbench.board.tables import Row
 from vitbench.paths import package_file
 from vitbench.suites.autoattack import is_standard_autoattack
 from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
-REFERENCE_DIR = package_file("leaderboard", "references")
+REFERENCE_DIR = package_file("board", "references")
 
 
 @dataclass(frozen=True)
