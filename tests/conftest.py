@@ -119,3 +119,8 @@ def train_interrupted_then_resumed(config, out, monkeypatch):
         train(config, out=out, device="cpu")
     monkeypatch.setattr(ck, "save", real_save)
     return train(config, out=out, device="cpu", resume=True)
+
+
+def metric_values(result: dict) -> dict[str, float]:
+    """A ``bench --json`` run's metrics by the suite's own names (``robust_accuracy``), as plain values."""
+    return {m["metric"]: m["value"] for m in result["metrics"].values()}

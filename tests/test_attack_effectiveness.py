@@ -7,20 +7,19 @@ import statistics
 import pytest
 import torch
 
+from conftest import save_tiny_vit, tiny_zoo_text
+from vitbench.board.plots import plot_gap_vs_epoch, plot_gap_vs_k
 from vitbench.data import open_dataset
 from vitbench.engine import Engine, Options, SuiteRun
 from vitbench.errors import CheckpointError, ConfigError
 from vitbench.store import open_store
 from vitbench.suites import get_suite
-from vitbench.suites.attack_effectiveness import (FLAG_WEAK_ORACLE, AttackEffectivenessConfig, loss_gap,
-                                                  plot_gap_vs_epoch, plot_gap_vs_k)
+from vitbench.suites.attack_effectiveness import FLAG_WEAK_ORACLE, AttackEffectivenessConfig, loss_gap
 from vitbench.suites.base import Chunk, Context
 from vitbench.zoo.epochs import checkpoint_name, expand_checkpoints, split_checkpoint_name
 from vitbench.zoo.load import load_model
 from vitbench.zoo.schema import load_zoo
 from vitbench.zoo.sources import sha256_file
-
-from conftest import save_tiny_vit, tiny_zoo_text
 
 SUITE = get_suite("attack_effectiveness")
 

@@ -34,7 +34,9 @@ def test_register_then_verify_then_bench(cli, tmp_path):
     bench = cli("bench", "mine.vit", "--data", "digits", "--suite", "clean", "--n-examples", "20", "--json")
     assert bench.code == 0, bench
     result = json.loads(bench.out)[0]
-    assert result["n_examples"] == 20 and 0 <= result["metrics"]["accuracy"] <= 1 and not result["cached"]
+    acc = result["metrics"]["clean/accuracy"]
+    assert result["n_examples"] == 20 and 0 <= acc["value"] <= 1 and not result["cached"]
+    assert acc["label"] == "Clean" and acc["n"] == 20 and acc["metric"] == "accuracy"
     again = json.loads(cli("bench", "mine.vit", "--data", "digits", "--suite", "clean", "--n-examples", "20",
                            "--json").out)[0]
     assert again["cached"] and again["metrics"] == result["metrics"]
@@ -45,13 +47,17 @@ def test_bench_and_leaderboard_on_bundled_models(cli):
               "--n-examples", "20", "--eps", "0.1", "--json")
     assert res.code == 0, res
     by = {(r["model"], r["suite"]): r["metrics"] for r in json.loads(res.out)}
-    std = by[("digits-resnet.standard", "autoattack")]["robust_accuracy"]
-    rob = by[("digits-resnet.light", "autoattack")]["robust_accuracy"]
+    aa_id = "autoattack/custom[apgd-ce+apgd-t]/robust_accuracy@linf:0.1"
+    std = by[("digits-resnet.standard", "autoattack")][aa_id]["value"]
+    rob = by[("digits-resnet.light", "autoattack")][aa_id]["value"]
     assert rob > std + 0.3  # the adversarially trained CNN is clearly robust
     board = cli("leaderboard", "--data", "digits", "--json")
     rows = json.loads(board.out)
     assert [r["model"] for r in rows][0] == "digits-resnet.light"
-    assert rows[0]["metrics"]["AA[APGD-CE+APGD-T] Linf 0.1"] == pytest.approx(rob)
+    aa = rows[0]["metrics"]["autoattack/custom[apgd-ce+apgd-t]/robust_accuracy@linf:0.1"]
+    assert aa["value"] == pytest.approx(rob) and aa["label"] == "AA[APGD-CE+APGD-T] Linf 0.1"
+    lo, hi = aa["ci95"]
+    assert lo < rob < hi and aa["n"] == 20 and aa["method"] == "wilson"
     md = cli("leaderboard", "--data", "digits")
     assert "| digits-resnet.light" in md.out and "PGD-10 Linf 0.1 (%)" in md.out
 

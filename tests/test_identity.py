@@ -75,7 +75,7 @@ def test_replaced_weights_never_shown_as_the_current_entry(cli, tmp_path):
 
     rows = json.loads(cli("leaderboard", "--data", "digits", "--json").out)
     assert [r["model"] for r in rows] == ["mine.x"]
-    assert not any(label.startswith("AA") for label in rows[0]["metrics"]), rows[0]["metrics"]
+    assert not any(m["label"].startswith("AA") for m in rows[0]["metrics"].values()), rows[0]["metrics"]
     new_sha = hashlib.sha256(plain.read_bytes()).hexdigest()
     assert rows[0]["weights_sha256"] == new_sha and rows[0]["current"]
 
@@ -83,7 +83,8 @@ def test_replaced_weights_never_shown_as_the_current_entry(cli, tmp_path):
     old_sha = hashlib.sha256(robust.read_bytes()).hexdigest()
     old_rows = [r for r in every if r["model"] == f"mine.x@{old_sha[:8]}"]
     assert len(old_rows) == 1 and not old_rows[0]["current"]
-    assert old_rows[0]["metrics"]["AA[APGD-CE] Linf 0.1"] > 0.5  # the robust model's number, kept apart
+    aa = old_rows[0]["metrics"]["autoattack/custom[apgd-ce]/robust_accuracy@linf:0.1"]
+    assert aa["label"] == "AA[APGD-CE] Linf 0.1" and aa["value"] > 0.5  # the robust model's number, kept apart
     table = cli("leaderboard", "--data", "digits", "--all-versions").out
     assert f"| mine.x@{old_sha[:8]}" in table
 
@@ -112,8 +113,8 @@ def test_every_metric_keeps_its_own_n():
             _run(2, "clean", clean, {"accuracy": 0.55, "mean_confidence": 0.5, "ece": 0.2, "top5_accuracy": 0.8},
                  n=200)]
     (row,) = build_rows(runs)
-    assert row.n_examples == 500 and row.cells["Clean"].value == 0.51
-    assert row.cells["Clean [n=200]"].value == 0.55 and row.cells["ECE [n=200]"].value == 0.2
+    assert row.n_examples == 500 and row.column("Clean").value == 0.51
+    assert row.column("Clean [n=200]").value == 0.55 and row.column("ECE [n=200]").value == 0.2
 
 
 # -- data: the fingerprint covers file contents -------------------------------------------------------------
@@ -141,7 +142,7 @@ def test_images_changed_in_place_are_not_a_cache_hit(cli, tmp_path, no_racy_wind
     spec = f"folder:{root}?labels=digits"
     args = ("bench", "digits-vit.light", "--data", spec, "--suite", "clean", "--json")
     before = json.loads(cli(*args).out)[0]
-    assert before["metrics"]["accuracy"] > 0.9
+    assert before["metrics"]["clean/accuracy"]["value"] > 0.9
     for path in paths:
         st = path.stat()
         with Image.open(path) as img:
@@ -150,7 +151,7 @@ def test_images_changed_in_place_are_not_a_cache_hit(cli, tmp_path, no_racy_wind
         assert path.stat().st_size == st.st_size
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p / rsync -a would leave it
     after = json.loads(cli(*args).out)[0]
-    assert not after["cached"] and after["metrics"]["accuracy"] < 0.5
+    assert not after["cached"] and after["metrics"]["clean/accuracy"]["value"] < 0.5
 
 
 def test_hash_cache_keys_on_inode_and_ctime_not_just_size_and_mtime(tmp_path, no_racy_window, monkeypatch):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from vitbench.errors import VitbenchError
 from vitbench.board.cards import card
 from vitbench.board.references import compare, load_reference, reference_names, render_comparison
 from vitbench.board.tables import build_rows, render
+from vitbench.errors import VitbenchError
 from vitbench.store import RunRow
 from vitbench.zoo.schema import load_zoo
 
@@ -37,9 +37,9 @@ def test_rows_group_sort_and_latest_wins():
     rows = build_rows(_runs())
     assert [r.model for r in rows] == ["a", "b", "c"]
     a = rows[0]
-    assert a.cells["AA Linf 0.1"].value == 0.4 and a.cells["PGD-10 Linf 0.05"].value == 0.6
-    assert a.cells["Clean"].value == 0.9 and a.cells["ECE"].value == 0.05
-    assert rows[1].cells["AA Linf 0.1"].value == 0.2
+    assert a.column("AA Linf 0.1").value == 0.4 and a.column("PGD-10 Linf 0.05").value == 0.6
+    assert a.column("Clean").value == 0.9 and a.column("ECE").value == 0.05
+    assert rows[1].column("AA Linf 0.1").value == 0.2
     assert rows[2].threat is None and rows[2].headline.label == "PGD-10 Linf 0.05"
 
 
@@ -60,9 +60,12 @@ def test_render_formats(fmt):
     text = render(build_rows(_runs()), fmt)
     if fmt == "json":
         data = json.loads(text)
-        assert data[0]["metrics"]["AA Linf 0.1"] == 0.4 and data[0]["rank"] == 1
+        aa = data[0]["metrics"]["autoattack/standard/robust_accuracy@linf:0.1"]
+        assert aa["value"] == 0.4 and aa["label"] == "AA Linf 0.1" and data[0]["rank"] == 1
+    elif fmt == "csv":
+        assert "0.4," in text and "0.95," in text and "autoattack/standard/robust_accuracy@linf:0.1" in text
     else:
-        assert "40.00" in text and "95.00" in text
+        assert "40.0" in text and "95.0" in text
 
 
 def test_references_load_with_sources():
@@ -192,7 +195,7 @@ def test_headline_is_the_strongest_autoattack_not_the_first_stored():
     assert [r.model for r in rows] == ["b", "a"]
     a = rows[1]
     assert a.headline.label == "AA Linf 0.1" and a.headline.value == 0.6
-    assert a.cells["AA[APGD-CE+APGD-T] Linf 0.1"].value == 0.7  # still shown, not the headline
+    assert a.column("AA[APGD-CE+APGD-T] Linf 0.1").value == 0.7  # still shown, not the headline
 
 
 def test_rows_with_different_headlines_are_ranked_separately():
@@ -225,4 +228,4 @@ def test_rows_without_a_headline_are_not_ranked_and_no_negative_zero():
     assert [r["rank"] for r in records] == [None, None]
     text = render(rows, "md")
     assert "| -   | p" in text and "| -   | q" in text
-    assert "-0.00" not in text and "| 0.00 " in text
+    assert "-0.0" not in text and "| 0.0 " in text

@@ -13,8 +13,6 @@ from vitbench.train.recipes.nullspace import TokenNoise, nullspace_args, synthes
 from vitbench.zoo.wrapper import RobustModel
 
 
-
-
 def _vit(patch: int, dim: int, seed: int = 0) -> RobustModel:
     torch.manual_seed(seed)
     net = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=patch, depth=1,

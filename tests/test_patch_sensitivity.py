@@ -8,21 +8,30 @@ import timm
 import torch
 from torch import nn
 
+from conftest import TINY_VIT_ARGS
+from vitbench.board.plots import plot_layer_stability
 from vitbench.data import open_dataset
 from vitbench.engine import Engine, Options, SuiteRun
 from vitbench.errors import ConfigError
 from vitbench.store import open_store
 from vitbench.suites import get_suite, load_preset, resolve
 from vitbench.suites.base import Chunk, Context
-from vitbench.suites.patch_sensitivity import (FLAG_CHANNEL_MAPS, FLAG_NO_ATTENTION, FLAG_NO_BLOCKS,
-                                               PatchSensitivityConfig, _occluded_input, num_occluded, occlude,
-                                               patch_mask, pixel_mask, plot_layer_stability, relative_change,
-                                               row_cosine)
+from vitbench.suites.patch_sensitivity import (
+    FLAG_CHANNEL_MAPS,
+    FLAG_NO_ATTENTION,
+    FLAG_NO_BLOCKS,
+    PatchSensitivityConfig,
+    _occluded_input,
+    num_occluded,
+    occlude,
+    patch_mask,
+    pixel_mask,
+    relative_change,
+    row_cosine,
+)
 from vitbench.zoo.introspect import capture
 from vitbench.zoo.schema import load_zoo
 from vitbench.zoo.wrapper import RobustModel
-
-from conftest import TINY_VIT_ARGS
 
 SUITE = get_suite("patch_sensitivity")
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vitbench.attacks.pgd import (ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, pgd, project, random_start, step_size)
+from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, pgd, project, random_start, step_size
 
 
 class Linear2(nn.Module):

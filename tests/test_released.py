@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_VIT_ARGS
+from conftest import TINY_VIT_ARGS, metric_values
 from vitbench.data import open_dataset
 from vitbench.data.imagenet import wnids
 from vitbench.data.released import read_video, shift_classes
@@ -67,7 +67,7 @@ def test_imagenet_c_identical_images_give_clean_errors(cli, imagenet_zoo, imagen
     res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset,
               "--json")
     assert res.code == 0, res
-    metrics = json.loads(res.out)[0]["metrics"]
+    metrics = metric_values(json.loads(res.out)[0])
     clean_err = 1 - metrics["clean_accuracy"]
     assert all(metrics[f"error/{c}/{s}"] == pytest.approx(clean_err) for c in ("brightness", "fog") for s in range(1, 6))
     assert "mce" not in metrics  # only 2 of the 15 corruptions
@@ -129,7 +129,7 @@ def test_imagenet_r_masks_to_its_200_classes(cli, imagenet_zoo, tmp_path):
               "natural_shift", "--json")
     assert res.code == 0, res
     out = json.loads(res.out)[0]
-    assert out["config"]["benchmark"] == "imagenet-r" and 0 <= out["metrics"]["accuracy"] <= 1
+    assert out["config"]["benchmark"] == "imagenet-r" and 0 <= out["metrics"]["natural_shift/imagenet-r/accuracy"]["value"] <= 1
     bad = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", "digits", "--suite", "natural_shift")
     assert bad.code == 2 and "imagenet-a: or imagenet-r:" in bad.err
 
@@ -169,7 +169,7 @@ def test_cifar_p_sequences_through_the_suite(cli, tiny_zoo, tmp_path):
     res = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
               "--suite", "perturbations", "--json")
     assert res.code == 0, res
-    metrics = json.loads(res.out)[0]["metrics"]
+    metrics = metric_values(json.loads(res.out)[0])
     assert metrics["fp/brightness"] == 0.0 and metrics["t5d/brightness"] == 0.0
     bad = cli("bench", "tiny-vit.test", "--zoo", tiny_zoo, "--data", f"cifar-p:{tmp_path}?labels=digits",
               "--suite", "clean")
@@ -204,7 +204,7 @@ def test_imagenet_c_reads_each_severity_folder(cli, imagenet_zoo, imagenet_c, tm
     res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset,
               "--json")
     assert res.code == 0, res
-    m = json.loads(res.out)[0]["metrics"]
+    m = metric_values(json.loads(res.out)[0])
     assert m["clean_accuracy"] == 0 and m["error/fog/4"] == 1.0 and m["error/fog/5"] == 0.5
 
 
@@ -226,7 +226,7 @@ def test_imagenet_r_accuracy_is_over_its_200_classes_only(cli, imagenet_zoo, tmp
     res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-r:{root}", "--suite",
               "natural_shift", "--json")
     assert res.code == 0, res
-    m = json.loads(res.out)[0]["metrics"]
+    m = metric_values(json.loads(res.out)[0])
     assert m["accuracy"] == 0.25 and m["mean_confidence"] == 1.0   # 1 of 4 images is of class indices[0]
 
 
@@ -244,7 +244,7 @@ def test_cifar_p_flip_probability_follows_the_frames(cli, tiny_zoo, tmp_path):
     with torch.no_grad():
         preds = model(torch.from_numpy(seq).flatten(0, 1).permute(0, 3, 1, 2).float() / 255).argmax(1).view(3, 31)
     expected = sum(flip_probability(p.tolist(), noise=False) for p in preds) / 3
-    assert expected > 0 and json.loads(res.out)[0]["metrics"]["fp/brightness"] == pytest.approx(expected)
+    assert expected > 0 and metric_values(json.loads(res.out)[0])["fp/brightness"] == pytest.approx(expected)
 
 
 def test_imagenet_p_frames_are_fed_as_the_authors_do(tmp_path, tiny_zoo):

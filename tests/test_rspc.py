@@ -5,12 +5,12 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 from vitbench.train.config import load_config
 from vitbench.train.loop import train
 from vitbench.train.recipes import get_recipe
 from vitbench.train.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
 from vitbench.zoo.wrapper import RobustModel
-from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 
 TINY = {"arch": "vit_tiny_patch16_224", "arch_args": dict(TINY_VIT_ARGS)}
 

@@ -5,18 +5,18 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import save_tiny_vit, tiny_zoo_text
+from vitbench.board.plots import draw, from_png_base64
 from vitbench.data import open_dataset
 from vitbench.engine import Engine, Options, SuiteRun
 from vitbench.errors import CheckpointError, ConfigError, NotFoundError, VitbenchError
 from vitbench.store import open_store
 from vitbench.suites import get_suite
 from vitbench.suites.base import Chunk, Context
-from vitbench.suites.semantic import (DEFAULT_PANELS, SemanticConfig, from_png_base64, panel_entries, panel_names,
-                                      quantise_perturbation, timm_entry, to_png_base64)
+from vitbench.suites.semantic import DEFAULT_PANELS, SemanticConfig, panel_names, quantise_perturbation, to_png_base64
 from vitbench.zoo.load import load_model
+from vitbench.zoo.lookup import resolve_member, timm_entry
 from vitbench.zoo.schema import load_zoo
-
-from conftest import save_tiny_vit, tiny_zoo_text
 
 SUITE = get_suite("semantic")
 
@@ -63,8 +63,11 @@ def test_png_round_trip():
 def test_panel_that_does_not_fit_is_refused(panel_zoo, member, match):
     entry = panel_zoo.get("tiny-vit.test")
     with pytest.raises(VitbenchError, match=match) as err:
-        panel_entries([member], entry, 32)
+        SUITE.check_models(SemanticConfig(panel=(member,)), entry, [panel_zoo.get(member)])
     assert member in str(err.value) and "panel" in str(err.value)
+    engine = Engine(open_store(), Options(n_examples=4, device="cpu"), zoo=panel_zoo)
+    with pytest.raises(VitbenchError, match=match):  # the engine checks before anything runs
+        engine.run(entry, open_dataset("digits"), SuiteRun("semantic", SemanticConfig(eps=0.1, panel=(member,))))
 
 
 def test_panel_names_defaults_and_errors(panel_zoo):
@@ -78,8 +81,8 @@ def test_panel_names_defaults_and_errors(panel_zoo):
     assert panel_names(SemanticConfig(), digits_vit) == ["digits-resnet.standard"]   # never judges itself
     with pytest.raises(ConfigError, match="no default panel for cifar10"):
         panel_names(SemanticConfig(), panel_zoo.get("tiny-vit.cifar"))
-    with pytest.raises(NotFoundError, match="semantic panel: unknown model 'tiny-vit.pane'"):
-        panel_entries(["tiny-vit.pane"], entry, 32)
+    with pytest.raises(NotFoundError, match="unknown model 'tiny-vit.pane'.*suite's config"):
+        resolve_member("tiny-vit.pane", panel_zoo, entry)
 
 
 def test_imagenet_panel_comes_from_timm_and_fails_clearly_offline(monkeypatch):
@@ -90,15 +93,16 @@ def test_imagenet_panel_comes_from_timm_and_fails_clearly_offline(monkeypatch):
 
     def offline(*args, **kwargs):
         raise CheckpointError("convnext_xlarge: cannot fetch timm weights (offline?)")
-    monkeypatch.setattr("vitbench.zoo.load.load_model", offline)
-    with pytest.raises(CheckpointError, match="semantic: cannot load panel model convnext_xlarge.*offline"):
-        SUITE._panel_model(members[0], torch.device("cpu"))
+    monkeypatch.setattr("vitbench.engine.load_model", offline)
+    engine = Engine(open_store(), Options(n_examples=2, device="cpu"))
+    with pytest.raises(CheckpointError, match="cannot load convnext_xlarge.*a model the suite needs.*offline"):
+        engine._load_member(members[0])
 
 
 def test_engine_run_scores_the_stored_perturbations(panel_zoo, tmp_path):
     entry, panel = panel_zoo.get("tiny-vit.test"), panel_zoo.get("tiny-vit.panel")
     config = SemanticConfig(eps=0.1, steps=5, panel=("tiny-vit.panel",), examples=4)
-    result = Engine(open_store(), Options(n_examples=10, chunk_size=10, device="cpu")).run(
+    result = Engine(open_store(), Options(n_examples=10, chunk_size=10, device="cpu"), zoo=panel_zoo).run(
         entry, open_dataset("digits"), SuiteRun("semantic", config))
     records = open_store().records(result.eval_key, [(0, 10)])
     votes = [r["panel_pred"]["tiny-vit.panel"] == r["label"] for r in records]
@@ -120,7 +124,7 @@ def test_engine_run_scores_the_stored_perturbations(panel_zoo, tmp_path):
     assert torch.equal(image, (x[0] * 255).round().to(torch.uint8))
     cols = SUITE.columns(config, result.metrics)
     assert [(c.label, c.higher_is_better) for c in cols] == [("Semantic score by tiny-vit.panel Linf 0.1", True)]
-    paths = SUITE.plots(open_store().runs(), tmp_path / "plots")
+    paths = draw(open_store().runs(), tmp_path / "plots")
     assert sorted(p.name for p in paths) == ["semantic_examples_tiny-vit.test.png", "semantic_scores.png"]
 
 
@@ -133,9 +137,9 @@ def test_config_defaults_and_validation():
         SemanticConfig(eps=0.0)
 
 
-def test_needs_the_zoo_entry():
+def test_needs_its_panel():
     chunk = Chunk(0, 0, 2, torch.rand(2, 3, 32, 32), torch.tensor([1, 2]), 0, ["a", "b"])
-    with pytest.raises(VitbenchError, match="zoo entry"):
+    with pytest.raises(VitbenchError, match="judge panel"):
         SUITE.run(None, chunk, SemanticConfig(), Context(torch.device("cpu"), 8))
 
 

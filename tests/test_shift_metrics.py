@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vitbench.suites.corruptions import CorruptionsConfig, alexnet_errors, corruption_metrics
-from vitbench.suites.perturbations import PerturbationsSuite, PerturbationsConfig, flip_probability, top5_distance
+from vitbench.suites.perturbations import PerturbationsConfig, PerturbationsSuite, flip_probability, top5_distance
 
 
 def test_alexnet_constants_match_the_paper():

@@ -7,6 +7,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY_VIT_ARGS
 from vitbench.errors import ConfigError
 from vitbench.train.config import load_config
 from vitbench.train.data import augmentation
@@ -14,7 +15,6 @@ from vitbench.train.recipes import get_recipe
 from vitbench.train.recipes import trades as trades_mod
 from vitbench.train.recipes.trades import kl_clean_adv, trades_attack
 from vitbench.zoo.wrapper import RobustModel
-from conftest import TINY_VIT_ARGS
 
 
 def _vit(seed: int = 0) -> RobustModel:

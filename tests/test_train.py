@@ -6,11 +6,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import train_interrupted_then_resumed
 from vitbench.errors import ConfigError
 from vitbench.train.config import load_config
 from vitbench.train.loop import train
 from vitbench.train.optim import eps_at, lr_at, param_groups
-from conftest import train_interrupted_then_resumed
 
 TINY = {"arch": "vit_tiny_patch16_224", "epochs": 2, "batch_size": 64,
         "arch_args": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}}

@@ -185,6 +185,9 @@ class SuiteReport:
     eval_key: str
     cached: bool
     provenance: dict = field(default_factory=dict)
+    #: each metric's 95% interval (Wilson for accuracies, bootstrap otherwise) and number of examples
+    ci95: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    n: dict[str, int | None] = field(default_factory=dict)
 
 
 class Report:
@@ -236,7 +239,8 @@ class Report:
 def _suite_report(r: RunResult) -> SuiteReport:
     return SuiteReport(r.suite, r.model, r.dataset, r.n_examples, r.config,
                        {k: float(m.value) for k, m in r.metrics.items()}, list(r.flags), r.eval_key, r.cached,
-                       dict(r.provenance))
+                       dict(r.provenance), {k: m.ci95 for k, m in r.metrics.items()},
+                       {k: m.n for k, m in r.metrics.items()})
 
 
 def _data(data: str | EvalDataset) -> EvalDataset:

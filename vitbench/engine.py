@@ -26,6 +26,7 @@ from vitbench import __version__
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
 from vitbench.errors import ConfigError, DataError, VitbenchError
+from vitbench.intervals import IntervalOptions, annotate
 from vitbench.label_spaces import LABEL_SPACES
 from vitbench.store import Store
 from vitbench.suites import get_suite
@@ -55,6 +56,8 @@ class Options:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     device: str = "auto"
     batch_size: int = 256
+    #: how the metrics' intervals are computed (aggregation only: not part of the evaluation key)
+    intervals: IntervalOptions = field(default_factory=IntervalOptions)
 
 
 @dataclass
@@ -77,10 +80,13 @@ class RunResult:
     provenance: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """The run as ``bench --json`` prints it: metrics keyed by the ids ``leaderboard --json`` uses, each with its
+        label, value, 95% interval and number of examples."""
+        from vitbench.metrics import metrics_json
         return {"model": self.model, "suite": self.suite, "config": self.config, "dataset": self.dataset,
                 "n_examples": self.n_examples, "cached": self.cached, "seconds": round(self.seconds, 3),
-                "metrics": {k: m.value for k, m in self.metrics.items()}, "flags": self.flags,
-                "run_id": self.run_id}
+                "metrics": metrics_json(self.suite, self.metrics, self.columns), "flags": self.flags,
+                "run_id": self.run_id, "eval_key": self.eval_key}
 
 
 def plan_chunks(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
@@ -182,12 +188,19 @@ def check_labels(entry: ZooEntry, dataset: EvalDataset) -> None:
                         f"{entry.num_classes}")
 
 
+def _known_fingerprint(entry: ZooEntry) -> str:
+    """A member model's fingerprint when its weights are known without a download, else its source."""
+    from vitbench.zoo.identity import known_sha256
+    sha = known_sha256(entry)
+    return model_fingerprint(entry, sha) if sha else entry.weights.source
+
+
 class _Models:
     """Loads each model at most once, and only when a chunk needs computing; models already in memory (from the
     Python API) are handed in with :meth:`put`."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.device, self._cache, self._given = device, {}, {}
+    def __init__(self, device: torch.device, capacity: int = 1) -> None:
+        self.device, self.capacity, self._cache, self._given = device, capacity, {}, {}
 
     def put(self, entry: ZooEntry, model: torch.nn.Module) -> None:
         """Use ``model`` (already built, identified by ``entry.weights.sha256``) for ``entry``."""
@@ -200,7 +213,8 @@ class _Models:
             loaded.model.eval().to(self.device)
             return loaded
         if entry.name not in self._cache:
-            self._cache.clear()
+            if len(self._cache) >= self.capacity:
+                self._cache.clear()
             self._cache[entry.name] = load_model(entry, device=self.device)
         return self._cache[entry.name]
 
@@ -219,13 +233,29 @@ class Engine:
     """Runs suites on models over a dataset, storing every chunk."""
 
     def __init__(self, store: Store, options: Options, *,
-                 progress: Callable[[str, SuiteRun, int], None] | None = None):
+                 progress: Callable[[str, SuiteRun, int], None] | None = None, zoo: Any = None):
         self.store, self.options = store, options
         self.device = resolve_device(options.device)
         self.rank, self.world = dist_world()
         self.models = _Models(self.device)
+        self._members = _Models(self.device, capacity=8)  # models a suite needs besides the evaluated one
+        self._zoo = zoo
+        self._member_cache: dict[tuple, list[ZooEntry]] = {}
         self.batch_size = options.batch_size
         self._progress = progress or (lambda name, job, n: None)
+
+    def _member_entries(self, suite, config, entry: ZooEntry) -> list[ZooEntry]:
+        """The zoo entries of the models the suite's config names (``timm:ARCH.TAG`` or zoo names), checked by
+        the suite; the zoo is the engine's, else the evaluated entry's own zoo file over the bundled one."""
+        cache_key = (suite.name, stable_hash(to_plain(config)), entry.name, entry.origin)
+        if cache_key not in self._member_cache:
+            names = suite.models(config, entry)
+            from vitbench.zoo.lookup import resolve_member
+            members = [resolve_member(name, self._zoo, entry) for name in names]
+            if members:
+                suite.check_models(config, entry, members)
+            self._member_cache[cache_key] = members
+        return self._member_cache[cache_key]
 
     def n_examples(self, dataset: EvalDataset, job: SuiteRun | None = None) -> int:
         """Examples a job evaluates: --n-examples, capped by the suite config's own ``n_examples`` if it has one
@@ -246,11 +276,17 @@ class Engine:
         keyed = {k: v for k, v in config.items() if k != "n_examples" and k not in suite.aggregation_only}
         info = {"model": entry.name, "model_fingerprint": fp, "weights_sha256": sha, "dataset": dataset.spec,
                 "data_fingerprint": dataset.fingerprint, "suite": job.suite, "suite_version": suite.version,
-                "config": keyed, "config_hash": stable_hash([keyed, suite.key_facts(job.config, entry)]),
+                "config": keyed, "config_hash": stable_hash([keyed, suite.key_facts(job.config, entry),
+                                                             self._member_facts(suite, job.config, entry)]),
                 "seed": self.options.seed,
                 "chunk_size": self.options.chunk_size}
         key = stable_hash({k: v for k, v in info.items() if k not in ("model", "dataset", "weights_sha256")}, 32)
         return key, info
+
+    def _member_facts(self, suite, config, entry: ZooEntry) -> dict:
+        """The fingerprints of the other models a suite uses: retraining one of them forces recomputation."""
+        members = self._member_entries(suite, config, entry)
+        return {"models": {m.name: _known_fingerprint(m) for m in members}} if members else {}
 
     def pending(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> int:
         """Number of examples this rank still has to compute for the job."""
@@ -302,8 +338,9 @@ class Engine:
         self._progress(entry.name, job, stop - start)
 
     def _with_backoff(self, suite, loaded, chunk, job, dataset, entry):
+        members = {m.name: self._load_member(m) for m in self._member_entries(suite, job.config, entry)}
         while True:
-            ctx = Context(self.device, self.batch_size, dataset, entry)
+            ctx = Context(self.device, self.batch_size, dataset, entry, members)
             torch.manual_seed(chunk.seed)
             try:
                 return suite.run(loaded.model, chunk, job.config, ctx)
@@ -316,20 +353,29 @@ class Engine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
+    def _load_member(self, member: ZooEntry) -> torch.nn.Module:
+        try:
+            return self._members.get(member).model
+        except VitbenchError as exc:
+            raise type(exc)(f"cannot load {member.name}, a model the suite needs: {exc}") from None
+
     def _finish(self, entry, dataset, job, suite, key, plan, n, *, cached, seconds) -> RunResult:
         spans = [(a, b) for _, a, b in plan]
         records = self.store.records(key, spans)
-        metrics = suite.aggregate(records, job.config)
+        metrics = annotate(suite.aggregate(records, job.config), len(records), suite.resampler(records, job.config),
+                           self.options.intervals)
         flags: list[str] = []
         for info in self.store.chunk_info(key, spans):
             flags += [f for f in info["flags"] if f not in flags]
         flags += [f for f in suite.run_flags(records, job.config, metrics) if f not in flags]
         config = to_plain(job.config)
-        prov = provenance(self.device)
+        prov = dict(provenance(self.device), dataset_size=len(dataset), intervals=to_plain(self.options.intervals))
+        columns = suite.columns(job.config, metrics)
         run_id = self.store.add_run(
             eval_key=key, model=entry.name, dataset=dataset.spec, data_fingerprint=dataset.fingerprint,
             label_space=dataset.label_space.name, suite=job.suite, config=config, n_examples=n,
-            seed=self.options.seed, metrics={k: [m.value, m.higher_is_better] for k, m in metrics.items()},
-            flags=flags, provenance=prov, seconds=seconds, cached=cached)
-        return RunResult(entry.name, job.suite, config, dataset.spec, n, metrics, flags,
-                         suite.columns(job.config, metrics), cached, seconds, run_id, key, provenance=prov)
+            seed=self.options.seed, metrics={k: m.to_stored() for k, m in metrics.items()},
+            flags=flags, provenance=prov, seconds=seconds, cached=cached,
+            details={"columns": [c.to_dict() for c in columns], "plots": list(suite.plots)})
+        return RunResult(entry.name, job.suite, config, dataset.spec, n, metrics, flags, columns, cached, seconds,
+                         run_id, key, provenance=prov)

@@ -15,7 +15,7 @@ Every function is pure (numbers in, numbers out) and needs only the standard lib
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -134,6 +134,29 @@ def bootstrap_ci(n: int, statistic: Callable[[np.ndarray], float], *, resamples:
     alpha = 1 - level
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return (float(lo), float(hi))
+
+
+def bootstrap_cis(n: int, statistic: Callable[[np.ndarray], Mapping[str, float]], keys: Sequence[str], *,
+                  resamples: int = 1000, seed: int = 0, level: float = LEVEL) -> dict[str, Interval]:
+    """Percentile bootstrap intervals of several metrics at once: ``statistic`` maps one resample of
+    ``range(n)`` to every metric's value (e.g. a suite's aggregation of the resampled records)."""
+    if n <= 0 or resamples <= 0 or not keys:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(resamples):
+        values = statistic(rng.integers(0, n, n))
+        for k in keys:
+            v = values.get(k, math.nan)
+            if v is not None and math.isfinite(v):
+                draws[k].append(float(v))
+    alpha = 1 - level
+    out = {}
+    for k, values in draws.items():
+        if values:
+            lo, hi = np.quantile(np.asarray(values), [alpha / 2, 1 - alpha / 2])
+            out[k] = (float(lo), float(hi))
+    return out
 
 
 # -- paired comparisons -----------------------------------------------------------------------------------

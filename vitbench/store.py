@@ -14,14 +14,16 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitbench.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: schema migrations: from version v, the statements that make it version v + 1
+_MIGRATIONS = {1: ["ALTER TABLE runs ADD COLUMN details TEXT NOT NULL DEFAULT '{}'"]}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS evals (
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, eval_key TEXT NOT NULL, model TEXT NOT NULL, dataset TEXT NOT NULL,
     data_fingerprint TEXT NOT NULL, label_space TEXT NOT NULL, suite TEXT NOT NULL, config TEXT NOT NULL,
     n_examples INTEGER NOT NULL, seed INTEGER NOT NULL, metrics TEXT NOT NULL, flags TEXT NOT NULL,
-    provenance TEXT NOT NULL, created TEXT NOT NULL, seconds REAL NOT NULL, cached INTEGER NOT NULL);
+    provenance TEXT NOT NULL, created TEXT NOT NULL, seconds REAL NOT NULL, cached INTEGER NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}');
 """
 
 
@@ -95,6 +98,10 @@ class RunRow:
     cached: bool
     model_fingerprint: str = ""  # weights + input pipeline: which version of the model the run belongs to
     weights_sha256: str | None = None
+    #: the run's leaderboard columns (metrics.Column.to_dict) and the plots its suite declares, stored at bench
+    #: time so that tables, cards, plots and the site never import the suites (or torch)
+    columns: list = field(default_factory=list)
+    plots: list = field(default_factory=list)
 
 
 class Store:
@@ -133,9 +140,26 @@ class Store:
                     self._db.execute(statement)
                 if self._schema_version() is None:  # another process may have created it meanwhile
                     self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif version != SCHEMA_VERSION:
+        elif version < SCHEMA_VERSION and self._writable():
+            self._migrate(version)
+        elif version > SCHEMA_VERSION:
             raise StoreError(f"store {self.path} has schema version {version}, this vitbench uses "
-                             f"{SCHEMA_VERSION}: point VITBENCH_HOME elsewhere or upgrade vitbench")
+                             f"{SCHEMA_VERSION}: upgrade vitbench (or point VITBENCH_HOME elsewhere)")
+
+    def _writable(self) -> bool:
+        """Whether the store can be migrated in place (an older read-only store is read as it is)."""
+        import os
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+
+    def _migrate(self, version: int) -> None:
+        with self._tx():
+            current = self._schema_version()
+            while current is not None and current < SCHEMA_VERSION:  # another process may have migrated it
+                for statement in _MIGRATIONS[current]:
+                    self._db.execute(statement)
+                current += 1
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(current),))
+        log.info("store %s migrated from schema version %d to %d", self.path, version, SCHEMA_VERSION)
 
     def _schema_version(self) -> int | None:
         """The stored schema version, or None for a new (empty) store; reads only."""
@@ -283,23 +307,27 @@ class Store:
     # -- runs -------------------------------------------------------------------------------------------------
     def add_run(self, *, eval_key: str, model: str, dataset: str, data_fingerprint: str, label_space: str,
                 suite: str, config: dict, n_examples: int, seed: int, metrics: dict, flags: list,
-                provenance: dict, seconds: float, cached: bool) -> int:
+                provenance: dict, seconds: float, cached: bool, details: dict | None = None) -> int:
         def go():
             with self._tx():
                 cur = self._db.execute(
                     "INSERT INTO runs (eval_key, model, dataset, data_fingerprint, label_space, suite, config, "
-                    "n_examples, seed, metrics, flags, provenance, created, seconds, cached) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "n_examples, seed, metrics, flags, provenance, created, seconds, cached, details) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (eval_key, model, dataset, data_fingerprint, label_space, suite,
                      json.dumps(config, sort_keys=True), n_examples, seed, json.dumps(metrics), json.dumps(flags),
-                     json.dumps(provenance, sort_keys=True), now(), seconds, int(cached)))
+                     json.dumps(provenance, sort_keys=True), now(), seconds, int(cached),
+                     json.dumps(details or {})))
                 return int(cur.lastrowid)
         return self._run(go)
 
     def runs(self, *, model: str | None = None, suite: str | None = None) -> list[RunRow]:
         """All runs (oldest first), optionally for one model or suite."""
-        query = ("SELECT runs.*, evals.model_fingerprint, evals.weights_sha256 FROM runs "
-                 "LEFT JOIN evals ON evals.eval_key = runs.eval_key")
+        details = "runs.details" if self._has_details() else "'{}'"
+        query = ("SELECT runs.run_id, runs.eval_key, runs.model, runs.dataset, runs.data_fingerprint, "
+                 "runs.label_space, runs.suite, runs.config, runs.n_examples, runs.seed, runs.metrics, runs.flags, "
+                 "runs.provenance, runs.created, runs.seconds, runs.cached, evals.model_fingerprint, "
+                 f"evals.weights_sha256, {details} FROM runs LEFT JOIN evals ON evals.eval_key = runs.eval_key")
         where, args = [], []
         if model:
             where.append("runs.model=?")
@@ -310,9 +338,18 @@ class Store:
         if where:
             query += " WHERE " + " AND ".join(where)
         rows = self._run(lambda: self._db.execute(query + " ORDER BY runs.run_id", args).fetchall())
-        return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], json.loads(r[10]),
-                       json.loads(r[11]), json.loads(r[12]), r[13], r[14], bool(r[15]), r[16] or "", r[17])
-                for r in rows]
+        return [self._run_row(r) for r in rows]
+
+    @staticmethod
+    def _run_row(r: tuple) -> RunRow:
+        details = json.loads(r[18] or "{}")
+        return RunRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9], json.loads(r[10]),
+                      json.loads(r[11]), json.loads(r[12]), r[13], r[14], bool(r[15]), r[16] or "", r[17],
+                      details.get("columns", []), details.get("plots", []))
+
+    def _has_details(self) -> bool:
+        cols = self._run(lambda: self._db.execute("PRAGMA table_info(runs)").fetchall())
+        return any(c[1] == "details" for c in cols)
 
 
 def open_store(path: Path | None = None, *, timeout: float | None = None) -> Store:

@@ -18,22 +18,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vitbench.attacks.flags import CHECK_FLAGS
 from vitbench.errors import ConfigError
 
 VERSIONS = ("standard", "plus", "rand", "custom")
 ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
 _AA_NORMS = {"linf": "Linf", "l2": "L2"}
 
-#: substrings of pyautoattack's check messages -> the flag vitbench stores
-CHECK_FLAGS = {
-    "randomized defense": "randomized-output",
-    "probability distribution": "softmax-output",
-    "dynamic defense": "dynamic-defense",
-    "target classes": "too-many-target-classes",
-    "not possible to use": "too-few-classes",
-    "zero gradient": "zero-gradients",
-    "Square Attack has decreased": "square-beat-white-box",
-}
 #: the official check's tolerance for Square beating the white-box attacks (autoattack/checks.py check_square_sr)
 SQUARE_ALPHA = 0.002
 

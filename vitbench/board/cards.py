@@ -15,11 +15,10 @@ import json
 import math
 from collections.abc import Sequence
 
-from vitbench.attacks.autoattack import CHECK_FLAGS
-from vitbench.errors import VitbenchError
+from vitbench.attacks.flags import CHECK_FLAGS
 from vitbench.board.tables import Row
-from vitbench.suites.autoattack import is_standard_autoattack
-from vitbench.suites.base import Column
+from vitbench.errors import VitbenchError
+from vitbench.metrics import Column, is_standard_autoattack
 from vitbench.threat import format_eps
 from vitbench.zoo.schema import ZooEntry
 
@@ -59,7 +58,7 @@ def card(entry: ZooEntry, rows: Sequence[Row]) -> dict:
         VitbenchError: when the model has no standard AutoAttack result in the store.
     """
     row, aa = _standard_row(entry, rows)
-    clean = row.cells.get("Clean")
+    clean = row.cells.get("clean/accuracy")
     prov = entry.provenance
     published = _published(entry, row)
     unreliable = [f for f in row.flags if f in RELIABILITY_FLAGS]

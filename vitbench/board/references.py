@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from vitbench import _config
-from vitbench.errors import VitbenchError, unknown
 from vitbench.board.tables import Row
+from vitbench.errors import VitbenchError, unknown
+from vitbench.metrics import is_standard_autoattack
 from vitbench.paths import package_file
-from vitbench.suites.autoattack import is_standard_autoattack
 from vitbench.threat import ThreatModel, check_eps, parse_eps, parse_norm
 
 REFERENCE_DIR = package_file("board", "references")
@@ -114,7 +114,7 @@ def mismatch(row: Row, ref: Reference) -> str | None:
         return f"threat {row.threat_label()} vs {ref.threat}"
     head = row.headline
     if ref.attack == "autoattack-standard" and (head is None or not is_standard_autoattack(head)):
-        return f"attack {head.label.split(' ')[0] if head else '?'} vs standard AutoAttack"
+        return f"attack {head.label.rsplit(' ', 2)[0] if head else '?'} vs standard AutoAttack"
     return None
 
 
@@ -171,7 +171,7 @@ def compare(rows: Sequence[Row], ref: Reference, *, allow_mismatch: bool = False
 
 
 def _local_entry(row: Row, why: str | None, target: ReferenceRow | None) -> dict:
-    head, clean = row.headline, row.cells.get("Clean")
+    head, clean = row.headline, row.cells.get("clean/accuracy")
     entry = {"model": row.model, "source": "local", "clean": clean.value if clean else None,
              "robust": head.value if head else None, "external": None,
              "flag": f"NOT COMPARABLE: {why}" if why else "", "comparable": why is None}

@@ -1,11 +1,16 @@
 """Leaderboard rows from stored runs, and rendering (Markdown, CSV, JSON, LaTeX through tabulate).
 
-A row is one model under one evaluation setup: (model, dataset, number of examples, threat model). The threat
-model of a row comes from its AutoAttack runs; runs without a single threat model (clean, PGD sweeps, later the
-corruption suites) join every row of the same model, dataset and example count. For each column the latest run
-wins. Rows are sorted by the headline metric (AutoAttack when present, else the row's first robust column, else
-clean accuracy); rows whose headlines are different metrics (another attack, eps or example count) are never
-ranked against each other: the rank restarts for each group.
+A row is one version of a model (its weights and input pipeline) under one evaluation setup: (dataset, number of
+examples, threat model). The threat model of a row comes from its AutoAttack column; runs without one (clean,
+PGD sweeps, the corruption suites) join every row of the same model version, dataset and example count. For each
+column the latest run wins. Columns come stored with each run (id, label, kind, attack, threat, n, interval), so
+nothing here imports a suite or torch.
+
+Rows are sorted by their headline metric (AutoAttack when present, else the first robust column, else clean
+accuracy); rows whose headlines are different metrics are never ranked against each other. Within a group, a row
+whose headline is not significantly different from the row above shares its rank (``2=``): an exact McNemar test on
+the per-example outcomes where both rows were evaluated on the same examples, Holm-corrected over the group's
+adjacent pairs, else whether the two 95% intervals overlap. ``strict=True`` numbers the rows 1, 2, 3.
 """
 
 from __future__ import annotations
@@ -15,18 +20,21 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-from vitbench import _config
+from vitbench import stats
+from vitbench.metrics import TOPICS, Column, Metric, threat_label
 from vitbench.store import RunRow
-from vitbench.suites import get_suite
-from vitbench.suites.base import Column
-from vitbench.threat import format_eps
 
 FORMATS = ("md", "csv", "json", "latex")
+CI_FORMATS = ("pm", "interval", "none")
 PGD_VS_AA_TOLERANCE = 0.005
+#: column kinds that describe the model on its label space, not one evaluation setup: they join every row
+AUX_KINDS = ("corruption", "shift", "perturbation")
+#: significance level of the rank groups
+RANK_ALPHA = 0.05
 
 
 @dataclass
@@ -44,6 +52,8 @@ class Row:
     fingerprint: str = ""
     weights_sha256: str | None = None
     current: bool = True
+    data_fingerprint: str = ""
+    dataset_size: int | None = None
 
     @property
     def name(self) -> str:
@@ -51,24 +61,52 @@ class Row:
         return self.model if self.current else f"{self.model}@{(self.weights_sha256 or self.fingerprint)[:8]}"
 
     @property
+    def subset(self) -> bool:
+        """Whether the row covers fewer examples than its dataset holds."""
+        return self.dataset_size is not None and self.n_examples < self.dataset_size
+
+    @property
     def headline(self) -> Column | None:
         """The row's ranking metric: its strongest AutoAttack column (lowest rank), else its first robust column,
         else clean accuracy."""
-        marked = sorted((c for c in self.cells.values() if c.headline), key=lambda c: (c.rank, c.label))
+        marked = sorted((c for c in self.cells.values() if c.headline), key=lambda c: (c.rank, c.id))
         if marked:
             return marked[0]
-        robust = sorted((c for c in self.robust_columns()), key=lambda c: c.rank)
-        return robust[0] if robust else self.cells.get("Clean")
+        robust = sorted(self.robust_columns(), key=lambda c: (c.rank, c.id))
+        return robust[0] if robust else self.cells.get("clean/accuracy")
+
+    def column(self, key: str) -> Column:
+        """A cell by metric id (``autoattack/standard/robust_accuracy@linf:4/255``) or by its label (``AA Linf 4/255``).
+
+        Raises:
+            KeyError: naming the ids present.
+        """
+        if key in self.cells:
+            return self.cells[key]
+        for col in self.cells.values():
+            if col.label == key:
+                return col
+        raise KeyError(f"{key!r} is not a column of {self.name} (ids: {', '.join(sorted(self.cells))})")
 
     def robust_columns(self) -> list[Column]:
-        """Robust-accuracy columns measured on the row's own examples (no ``[n=...]`` label)."""
-        return [c for c in self.cells.values() if (c.headline or 20 <= c.rank < 40) and "[n=" not in c.label]
+        """Robust-accuracy columns measured on the row's own examples (no ``[n=...]`` suffix)."""
+        return [c for c in self.cells.values() if c.kind == "robust" and "[n=" not in c.id]
 
     def threat_label(self) -> str:
-        if self.threat is None:
-            return "-"
-        norm, eps = self.threat
-        return f"{'Linf' if norm == 'linf' else 'L2'} {format_eps(eps)}"
+        return "-" if self.threat is None else threat_label(*self.threat)
+
+
+def run_columns(run: RunRow) -> list[Column]:
+    """The columns a run contributes: stored with it; rebuilt through its suite for runs stored before columns
+    were (that path imports the suites)."""
+    if run.columns:
+        return [Column.from_dict(c) for c in run.columns]
+    from vitbench import _config
+    from vitbench.suites import get_suite
+    suite = get_suite(run.suite)
+    config = _config.build(suite.Config, run.config, f"stored run {run.run_id}")
+    metrics = {k: Metric.from_stored(v) for k, v in run.metrics.items()}
+    return suite.columns(config, metrics)
 
 
 def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
@@ -76,7 +114,7 @@ def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
     latest: dict[tuple, RunRow] = {}
     for run in runs:
         latest[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, run.suite,
-                _config.canonical_json(run.config))] = run
+                json.dumps(run.config, sort_keys=True))] = run
     return sorted(latest.values(), key=lambda r: r.run_id)
 
 
@@ -98,14 +136,6 @@ def current_runs(runs: Sequence[RunRow], current: Mapping[str, str | None] | Non
     return [r for r in runs if r.model_fingerprint == versions[r.model]]
 
 
-def _rebuild(run: RunRow):
-    suite = get_suite(run.suite)
-    config = _config.build(suite.Config, run.config, f"stored run {run.run_id}")
-    from vitbench.suites.base import Metric
-    metrics = {k: Metric(v[0], v[1]) for k, v in run.metrics.items()}
-    return suite, config, metrics
-
-
 def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | None = None,
                eps: float | None = None, models: Sequence[str] | None = None,
                current: Mapping[str, str | None] | None = None, all_versions: bool = False) -> list[Row]:
@@ -124,55 +154,57 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
     rows: dict[tuple, Row] = {}
     floating = []
     for run in selected:
-        suite, config, metrics = _rebuild(run)
-        threat = suite.threat(config) if run.suite == "autoattack" else None
-        if threat is None:
-            floating.append((run, suite, config, metrics))
+        columns = run_columns(run)
+        head = next((c for c in columns if c.headline), None)
+        if head is None or head.threat is None:
+            floating.append((run, columns))
             continue
-        row = rows.setdefault((run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, threat),
-                              _new_row(run, threat, versions))
-        _add(row, run, suite.columns(config, metrics))
-    floating.sort(key=lambda t: (t[1].aux, t[0].suite == "clean"))
-    for run, suite, config, metrics in floating:
-        targets = _targets(rows, run, suite)
+        row = rows.setdefault(_key(run, head.threat), _new_row(run, head.threat, versions))
+        _add(row, run, columns)
+    floating.sort(key=lambda t: (_is_aux(t[1]), t[0].suite == "clean"))
+    for run, columns in floating:
+        targets = _targets(rows, run, _is_aux(columns))
         if not targets:
             row = _new_row(run, None, versions)
-            rows[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, None)] = row
+            rows[_key(run, None)] = row
             targets = [row]
         for row in targets:
-            _add(row, run, _labelled(suite.columns(config, metrics), run, row))
+            _add(row, run, columns if run.n_examples == row.n_examples
+                 else [c.with_n_label(run.n_examples) for c in columns])
     out = [r for r in rows.values() if _threat_matches(r, norm, eps)]
     for row in out:
         row.flags += [f for f in _cross_checks(row) if f not in row.flags]
     return sorted(out, key=_sort_key)
 
 
+def _key(run: RunRow, threat) -> tuple:
+    return (run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, threat)
+
+
+def _is_aux(columns: Sequence[Column]) -> bool:
+    return bool(columns) and all(c.kind in AUX_KINDS for c in columns)
+
+
 def _new_row(run: RunRow, threat, versions: Mapping[str, str]) -> Row:
     return Row(run.model, run.dataset, run.label_space, run.n_examples, threat, fingerprint=run.model_fingerprint,
-               weights_sha256=run.weights_sha256, current=run.model_fingerprint == versions[run.model])
+               weights_sha256=run.weights_sha256, current=run.model_fingerprint == versions[run.model],
+               data_fingerprint=run.data_fingerprint, dataset_size=run.provenance.get("dataset_size"))
 
 
-def _targets(rows: dict, run: RunRow, suite) -> list[Row]:
+def _targets(rows: dict, run: RunRow, aux: bool) -> list[Row]:
     """The rows of the same model version a run without its own threat model joins: those of the same data and
-    example count; else those of the same data (any count); for corruption / shift / perturbation suites, every row
-    of the model version on that label space."""
+    example count; else those of the same data (any count); for corruption / shift / perturbation columns, every
+    row of the model version on that label space."""
     mine = {key: row for key, row in rows.items() if key[:2] == (run.model, run.model_fingerprint)}
-    if suite.aux:
+    if aux:
         return [row for row in mine.values() if row.label_space == run.label_space]
     exact = [row for (_, _, fp, n, _), row in mine.items() if (fp, n) == (run.data_fingerprint, run.n_examples)]
     return exact or [row for (_, _, fp, _, _), row in mine.items() if fp == run.data_fingerprint]
 
 
-def _labelled(columns: Sequence[Column], run: RunRow, row: Row) -> list[Column]:
-    """Columns measured on another number of examples than the row's carry their own: "Clean [n=500]"."""
-    if run.n_examples == row.n_examples:
-        return list(columns)
-    return [replace(c, label=f"{c.label} [n={run.n_examples}]", headline=False) for c in columns]
-
-
 def _add(row: Row, run: RunRow, columns: Sequence[Column]) -> None:
     for col in columns:
-        row.cells[col.label] = col
+        row.cells[col.id] = col
     row.flags += [f for f in run.flags if f not in row.flags]
     row.runs.append(run.run_id)
 
@@ -192,14 +224,13 @@ def _cross_checks(row: Row) -> list[str]:
     PGD reaching lower accuracy than AutoAttack at the same eps means the AutoAttack run was too weak; a robust
     accuracy above the clean accuracy is impossible for a deterministic model and means the numbers do not fit."""
     flags = []
-    clean = row.cells.get("Clean")
+    clean = row.cells.get("clean/accuracy")
     if clean is not None and any(c.value > clean.value + 1e-9 for c in row.robust_columns()):
         flags.append("robust-above-clean")
     head = next((c for c in row.cells.values() if c.headline), None)
-    if head is None or row.threat is None:
+    if head is None or head.threat is None:
         return flags
-    label = head.label.split(" ", 1)[1] if " " in head.label else ""
-    pgd = [c for c in row.cells.values() if c.label.startswith("PGD-") and c.label.endswith(" " + label)]
+    pgd = [c for c in row.robust_columns() if (c.attack or "").startswith("PGD") and c.threat == head.threat]
     if any(c.value < head.value - PGD_VS_AA_TOLERANCE for c in pgd):
         flags.append("pgd-beats-autoattack")
     return flags
@@ -208,18 +239,19 @@ def _cross_checks(row: Row) -> list[str]:
 def _group(row: Row) -> tuple:
     """Rows ranked against each other: same label space, example count and headline metric."""
     head = row.headline
-    kind = 3 if head is None else (0 if head.headline else (2 if head.label == "Clean" else 1))
-    return (row.label_space, -row.n_examples, kind, head.label if head else "")
+    kind = 3 if head is None else (0 if head.headline else (2 if head.kind == "clean" else 1))
+    return (row.label_space, -row.n_examples, kind, head.id if head else "")
 
 
 def _sort_key(row: Row):
     head = row.headline
-    return _group(row) + (-(head.value if head else 0.0), row.name)
+    value = head.value if head and head.value == head.value else -math.inf
+    return _group(row) + (-value if (head is None or head.higher_is_better) else value, row.name)
 
 
 def ranks(rows: Sequence[Row]) -> list[int | None]:
-    """Rank of each (sorted) row within its group; rows whose headlines differ are never ranked together, and a
-    row with no headline metric (e.g. only corruption columns) has no rank (None; shown as "-")."""
+    """Position of each (sorted) row within its group (1, 2, 3, ...); rows whose headlines differ are never ranked
+    together, and a row with no headline metric has no rank (None)."""
     out, previous, rank = [], None, 0
     for row in rows:
         if row.headline is None:
@@ -232,14 +264,62 @@ def ranks(rows: Sequence[Row]) -> list[int | None]:
     return out
 
 
+def adjacent_difference(upper: Row, lower: Row) -> tuple[float | None, bool]:
+    """(exact McNemar p-value, None when the rows were not evaluated on the same examples; whether their
+    headline intervals overlap) for two rows of one group."""
+    a, b = upper.headline, lower.headline
+    paired = (a.outcomes and b.outcomes and len(a.outcomes) == len(b.outcomes)
+              and upper.data_fingerprint == lower.data_fingerprint)
+    if paired:
+        only_a = sum(x == "1" and y == "0" for x, y in zip(a.outcomes, b.outcomes, strict=True))
+        only_b = sum(x == "0" and y == "1" for x, y in zip(a.outcomes, b.outcomes, strict=True))
+        return stats.mcnemar_exact(only_a, only_b), False
+    overlap = a.ci95 is not None and b.ci95 is not None and stats.overlap(a.ci95, b.ci95)
+    return None, overlap
+
+
+def rank_labels(rows: Sequence[Row], *, strict: bool = False) -> list[str | None]:
+    """The rank shown for each (sorted) row: ``1``, ``2=``, ``2=``, ``4``; a row shares the rank of the row above
+    when their headlines are not significantly different (see the module docstring). ``strict``: 1, 2, 3."""
+    plain = ranks(rows)
+    if strict:
+        return [None if r is None else str(r) for r in plain]
+    shown: list[int | None] = list(plain)
+    for group in _groups(rows, plain):
+        tests = [adjacent_difference(rows[i - 1], rows[i]) for i in group[1:]]
+        adjusted = iter(stats.holm([p for p, _ in tests if p is not None]))
+        for i, (p, overlap) in zip(group[1:], tests, strict=True):
+            same = next(adjusted) >= RANK_ALPHA if p is not None else overlap
+            if same:
+                shown[i] = shown[i - 1]
+    tied: dict[tuple, int] = {}
+    for i, r in enumerate(shown):
+        tied[(_group(rows[i]), r)] = tied.get((_group(rows[i]), r), 0) + 1
+    return [None if r is None else f"{r}=" if tied[(_group(rows[i]), r)] > 1 else str(r)
+            for i, r in enumerate(shown)]
+
+
+def _groups(rows: Sequence[Row], plain: Sequence[int | None]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i, rank in enumerate(plain):
+        if rank is None:
+            continue
+        if rank == 1:
+            groups.append([i])
+        else:
+            groups[-1].append(i)
+    return groups
+
+
 # -- rendering -------------------------------------------------------------------------------------------------
 
-def column_order(rows: Sequence[Row]) -> list[str]:
-    seen: dict[str, int] = {}
+def column_order(rows: Sequence[Row]) -> list[Column]:
+    """One column descriptor per id present, in rank order (then naturally by label)."""
+    seen: dict[str, Column] = {}
     for row in rows:
         for col in row.cells.values():
-            seen.setdefault(col.label, col.rank)
-    return sorted(seen, key=lambda label: (seen[label], _natural(label)))
+            seen.setdefault(col.id, col)
+    return sorted(seen.values(), key=lambda c: (c.rank, _natural(c.label)))
 
 
 def _natural(label: str) -> tuple:
@@ -253,61 +333,108 @@ def _natural(label: str) -> tuple:
     return tuple(key)
 
 
-GROUPS = ((0, 50, "Adversarial robustness"), (50, 70, "Distribution shift"), (70, 1000, "Analyses"))
+def _number(value: float, percent: bool) -> str:
+    text = f"{100 * value:.1f}" if percent else f"{value:.4f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0"
 
 
-def _cell(col: Column | None) -> str:
+#: a 95% interval is shown as value ± half-width when its two sides differ by at most this share of the wider one
+SYMMETRY = 0.25
+
+
+def cell_text(col: Column | None, ci: str = "pm") -> str:
+    """A cell with its 95% interval: ``73.0 ± 4.3`` (``pm``: the interval's half-width, when it is about
+    symmetric, else the interval itself, as near 0 or 100%: ``100.0 [83.9, 100.0]``), ``73.0 [68.7, 77.3]``
+    (``interval``), or the value alone (``none``)."""
     if col is None or col.value != col.value:
         return ""
-    text = f"{100 * col.value:.2f}" if col.percent else f"{col.value:.4f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.00"
+    text = _number(col.value, col.percent)
+    if ci == "none" or col.ci95 is None:
+        return text
+    lo, hi = col.ci95
+    below, above = col.value - lo, hi - col.value
+    if ci == "pm" and abs(above - below) <= SYMMETRY * max(above, below, 1e-12):
+        return f"{text} ± {_number((above + below) / 2, col.percent)}"
+    return f"{text} [{_number(lo, col.percent)}, {_number(hi, col.percent)}]"
 
 
-def to_records(rows: Sequence[Row]) -> list[dict]:
-    """Rows as plain dicts with float fractions (the JSON output)."""
-    return [{"rank": rank, "model": r.name, "dataset": r.dataset, "n_examples": r.n_examples,
+def n_text(row: Row) -> str:
+    """The row's number of examples, with the dataset's size when the row covers a subset of it."""
+    return f"{row.n_examples} of {row.dataset_size}" if row.subset else str(row.n_examples)
+
+
+def column_record(col: Column) -> dict:
+    """A column as JSON: the fields ``bench --json`` gives a metric, with the column's description."""
+    out = {k: v for k, v in col.to_dict().items() if k not in ("id", "outcomes")}
+    out["topic"] = col.topic
+    return out
+
+
+def to_records(rows: Sequence[Row], *, strict: bool = False) -> list[dict]:
+    """Rows as plain dicts with float fractions (the JSON output): metrics keyed by their ids."""
+    return [{"rank": rank, "rank_label": label, "model": r.name, "dataset": r.dataset, "label_space": r.label_space,
+             "n_examples": r.n_examples, "dataset_size": r.dataset_size, "subset": r.subset,
              "weights_sha256": r.weights_sha256, "model_fingerprint": r.fingerprint, "current": r.current,
              "threat_model": None if r.threat is None else {"norm": r.threat[0], "eps": r.threat[1]},
-             "headline": None if r.headline is None else r.headline.label,
-             "metrics": {label: col.value for label, col in r.cells.items()}, "flags": r.flags, "runs": r.runs}
-            for rank, r in zip(ranks(rows), rows)]
+             "headline": None if r.headline is None else r.headline.id,
+             "metrics": {cid: column_record(col) for cid, col in r.cells.items()}, "flags": r.flags, "runs": r.runs}
+            for rank, label, r in zip(ranks(rows), rank_labels(rows, strict=strict), rows, strict=True)]
 
 
-def _table(rows: Sequence[Row], labels: Sequence[str]) -> tuple[list[str], list[list]]:
-    percent = {lab: next(r.cells[lab].percent for r in rows if lab in r.cells) for lab in labels}
-    header = ["#", "model", "data", "n", "threat"] + [f"{lab} (%)" if percent[lab] else lab for lab in labels]
-    body = [["-" if rank is None else rank, row.name, row.dataset, row.n_examples, row.threat_label()]
-            + [_cell(row.cells.get(lab)) for lab in labels] for rank, row in zip(ranks(rows), rows)]
+def _header(col: Column) -> str:
+    return f"{col.label} (%)" if col.percent else col.label
+
+
+def _table(rows: Sequence[Row], cols: Sequence[Column], labels: Sequence[str | None], ci: str
+           ) -> tuple[list[str], list[list]]:
+    header = ["#", "model", "data", "n", "threat"] + [_header(c) for c in cols]
+    body = [["-" if rank is None else rank, row.name, row.dataset, n_text(row), row.threat_label()]
+            + [cell_text(row.cells.get(c.id), ci) for c in cols] for rank, row in zip(labels, rows, strict=True)]
     return header, body
 
 
-def render(rows: Sequence[Row], fmt: str = "md", *, title: str | None = None) -> str:
-    """Render rows; accuracies in percent. Markdown splits the columns into topic tables (adversarial robustness,
-    distribution shift, analyses) that share the row order; CSV and LaTeX give one table."""
+def _csv(rows: Sequence[Row], cols: Sequence[Column], labels: Sequence[str | None]) -> str:
+    """CSV with numbers, not text: each metric's value and its interval's ends in columns of their own."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    head = ["rank", "model", "data", "n", "dataset_size", "threat"]
+    for c in cols:
+        head += [c.id, f"{c.id} ci95 lo", f"{c.id} ci95 hi"]
+    writer.writerow(head + ["flags"])
+    for rank, row in zip(labels, rows, strict=True):
+        line = [rank or "", row.name, row.dataset, row.n_examples, row.dataset_size or "", row.threat_label()]
+        for c in cols:
+            cell = row.cells.get(c.id)
+            ci = cell.ci95 if cell and cell.ci95 else ("", "")
+            line += ["" if cell is None or cell.value != cell.value else repr(cell.value), *ci]
+        writer.writerow(line + [", ".join(row.flags)])
+    return buf.getvalue()
+
+
+def render(rows: Sequence[Row], fmt: str = "md", *, title: str | None = None, ci: str = "pm",
+           strict: bool = False) -> str:
+    """Render rows; accuracies in percent, each with its 95% interval (``ci``: pm, interval or none). Markdown
+    splits the columns into topic tables (adversarial robustness, distribution shift, analyses) that share the row
+    order; CSV (numbers, interval ends in their own columns) and LaTeX give one table."""
     if fmt == "json":
-        return json.dumps(to_records(rows), indent=2)
-    labels = column_order(rows)
+        return json.dumps(to_records(rows, strict=strict), indent=2)
+    cols = column_order(rows)
+    labels = rank_labels(rows, strict=strict)
     if fmt == "csv":
-        header, body = _table(rows, labels)
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header + ["flags"])
-        writer.writerows(line + [", ".join(row.flags)] for line, row in zip(body, rows))
-        return buf.getvalue()
+        return _csv(rows, cols, labels)
     if fmt == "latex":
-        header, body = _table(rows, labels)
+        header, body = _table(rows, cols, labels, ci)
         return tabulate(body, headers=header, tablefmt="latex_booktabs", disable_numparse=True)
-    rank = {lab: next(r.cells[lab].rank for r in rows if lab in r.cells) for lab in labels}
     parts = [title] if title else []
-    for lo, hi, name in GROUPS:
-        group = [lab for lab in labels if lo <= rank[lab] < hi]
-        if not group:
-            continue
-        header, body = _table(rows, group)
-        if lo == 0:
+    topics = list(dict.fromkeys(TOPICS.values()))
+    present = [t for t in topics if any(c.topic == t for c in cols)]
+    for topic in present:
+        group = [c for c in cols if c.topic == topic]
+        header, body = _table(rows, group, labels, ci)
+        if topic == topics[0]:
             header.append("flags")
-            for line, row in zip(body, rows):
+            for line, row in zip(body, rows, strict=True):
                 line.append(", ".join(row.flags))
         table = tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
-        parts.append(f"{name}\n\n{table}" if lo > 0 or len(labels) != len(group) else table)
+        parts.append(f"{topic}\n\n{table}" if topic != topics[0] or len(present) > 1 else table)
     return "\n\n".join(parts)

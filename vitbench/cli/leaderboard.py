@@ -46,24 +46,23 @@ def _emit(text: str, out: Path | None) -> None:
 
 def _plot(runs, args: argparse.Namespace) -> None:
     """Each stored suite's plots into the --plot folder (checked writable first)."""
+    from vitbench.board.plots import draw
     from vitbench.errors import VitbenchError
     from vitbench.paths import ensure_folder
-    from vitbench.suites import suites
     ensure_folder(args.plot, "--plot folder", fix="pass --plot a folder you can write")
     selected = [r for r in runs if (not args.models or r.model in args.models)
                 and (args.data is None or args.data in (r.dataset, r.label_space))]
     try:
-        for name, suite in sorted(suites().items()):
-            for path in suite.plots([r for r in selected if r.suite == name], args.plot):
-                print(f"wrote {path}", file=sys.stderr)
+        for path in draw(selected, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
     except OSError as exc:
         raise VitbenchError(f"cannot write plots into {args.plot} ({exc.strerror or exc}): pass --plot a folder "
                             "you can write") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitbench.errors import VitbenchError
     from vitbench.board.tables import build_rows, current_runs, render
+    from vitbench.errors import VitbenchError
     from vitbench.store import open_store
     from vitbench.zoo.identity import current_fingerprint
 

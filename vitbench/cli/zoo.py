@@ -121,9 +121,16 @@ def cmd_register(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from vitbench.errors import ConfigError
-    from vitbench.zoo.register import (append_entry, check_classes, default_preprocessing, input_warnings, prepare,
-                                       source_for, writable_zoo)
     from vitbench.zoo import schema
+    from vitbench.zoo.register import (
+        append_entry,
+        check_classes,
+        default_preprocessing,
+        input_warnings,
+        prepare,
+        source_for,
+        writable_zoo,
+    )
     from vitbench.zoo.schema import NAME_RE, Provenance, ThreatSpec, Weights, ZooEntry, user_zoo_path
 
     if not NAME_RE.match(args.name):

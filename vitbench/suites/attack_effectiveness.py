@@ -31,14 +31,14 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, pgd, random_start, step_size
+from vitbench.metrics import Column, Metric, column, mean_metric, proportion, threat_id
 from vitbench.suites import DEFAULT_NORM, register
-from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy, eps_label
+from vitbench.suites.base import Chunk, Context, Suite, SuiteOutput, eps_label
 from vitbench.suites.clean import predict
 from vitbench.threat import check_eps, parse_norm
 
@@ -113,6 +113,7 @@ class AttackEffectivenessSuite(Suite):
     version = 1
     Config = AttackEffectivenessConfig
     summary = "relative loss gap of PGD-k (alpha 1.5 eps/k) to a many-step oracle PGD, over seeds (light recipe)"
+    plots = ("loss_gap_vs_k", "loss_gap_vs_epoch")
 
     def run(self, model, chunk: Chunk, config: AttackEffectivenessConfig, ctx: Context) -> SuiteOutput:
         n, n_seeds, n_k = len(chunk.y), config.seeds, len(config.steps)
@@ -137,20 +138,23 @@ class AttackEffectivenessSuite(Suite):
 
     def aggregate(self, records, config: AttackEffectivenessConfig) -> dict[str, Metric]:
         if not records:
-            return {"n_evaluated": Metric(0.0)}
-        out = {"n_evaluated": Metric(float(len(records))),
-               "clean_accuracy": Metric(accuracy([r["clean_correct"] for r in records])),
-               "clean_loss": Metric(sum(r["clean_loss"] for r in records) / len(records), False)}
+            return {"n_evaluated": Metric(0.0, uncertain=False)}
+        out = {"n_evaluated": Metric(float(len(records)), uncertain=False),
+               "clean_accuracy": proportion([r["clean_correct"] for r in records]),
+               "clean_loss": mean_metric([r["clean_loss"] for r in records], higher_is_better=False)}
         oracle = _seed_means(records, lambda r: r["loss_oracle"])           # L_oracle(s)
-        out["oracle_loss"] = Metric(statistics.fmean(oracle), False)
-        out["oracle_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r: r["robust_oracle"])))
+        n = len(records)
+        out["oracle_loss"] = Metric(statistics.fmean(oracle), False, n=n)
+        out["oracle_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r: r["robust_oracle"])), n=n)
         for ki, k in enumerate(config.steps):
             losses = _seed_means(records, lambda r, i=ki: r["loss"][i])     # L_k(s)
             gaps = [loss_gap(o, lk) for o, lk in zip(oracle, losses)]
-            out[f"loss_k{k}"] = Metric(statistics.fmean(losses), False)
-            out[f"pgd{k}_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r, i=ki: r["robust"][i])))
-            out[f"loss_gap_k{k}"] = Metric(statistics.fmean(gaps), False)
-            out[f"loss_gap_k{k}_std"] = Metric(statistics.stdev(gaps) if len(gaps) > 1 else 0.0, False)
+            out[f"loss_k{k}"] = Metric(statistics.fmean(losses), False, n=n)
+            out[f"pgd{k}_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r, i=ki: r["robust"][i])),
+                                             n=n)
+            out[f"loss_gap_k{k}"] = Metric(statistics.fmean(gaps), False, n=n)
+            out[f"loss_gap_k{k}_std"] = Metric(statistics.stdev(gaps) if len(gaps) > 1 else 0.0, False,
+                                               uncertain=False)  # the spread over seeds, shown beside the mean
         return out
 
     def run_flags(self, records, config: AttackEffectivenessConfig, metrics) -> list[str]:
@@ -163,77 +167,12 @@ class AttackEffectivenessSuite(Suite):
         threat = eps_label(config.norm, config.eps)
         if "oracle_loss" not in metrics:
             return []
-        return [Column(f"Loss gap k={k} {threat}", metrics[f"loss_gap_k{k}"].value, False, rank=70 + i)
+        return [column(metrics, f"loss_gap_k{k}", id=f"attack_effectiveness/loss_gap_k{k}@"
+                       f"{threat_id(config.norm, config.eps)}", label=f"Loss gap k={k} {threat}", rank=70 + i,
+                       kind="analysis", threat=(config.norm, config.eps))
                 for i, k in enumerate(config.steps)]
-
-    def plots(self, runs, out_dir) -> list:
-        out = Path(out_dir)
-        paths = [plot_gap_vs_k(runs, out / "attack_effectiveness_vs_k.png"),
-                 plot_gap_vs_epoch(runs, out / "attack_effectiveness_vs_epoch.png")]
-        return [p for p in paths if p is not None]
 
     def cost(self, config: AttackEffectivenessConfig) -> float:
         return 1.0 + config.seeds * (sum(config.steps) + config.oracle_steps)
 
-
-# -- plots ----------------------------------------------------------------------------------------------------
-
-def _latest(runs: Sequence) -> dict:
-    """The latest attack_effectiveness run per (model, eps)."""
-    from vitbench.board.plots import latest_runs
-    return latest_runs([r for r in runs if "oracle_loss" in r.metrics], AttackEffectivenessSuite.name,
-                       lambda run: (run.model, run.config["norm"], run.config["eps"]))
-
-
-def _gap_percent(run, k: int) -> tuple[float, float]:
-    return 100 * run.metrics[f"loss_gap_k{k}"][0], 100 * run.metrics[f"loss_gap_k{k}_std"][0]
-
-
-def plot_gap_vs_k(runs: Sequence, out: Path) -> Path | None:
-    """Loss gap (%) vs k, one line per model (error bars: std over seeds), log-scaled k."""
-    latest = _latest(runs)
-    if not latest:
-        return None
-    from vitbench.board.plots import pyplot, save_figure
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for (model, norm, eps), run in sorted(latest.items()):
-        ks = run.config["steps"]
-        gaps = [_gap_percent(run, k) for k in ks]
-        ax.errorbar(ks, [g for g, _ in gaps], yerr=[s for _, s in gaps], marker="o", capsize=3,
-                    label=f"{model} ({eps_label(norm, eps)})")
-    ax.set_xscale("log")
-    ticks = sorted({k for run in latest.values() for k in run.config["steps"]})
-    ax.set_xticks(ticks, [str(k) for k in ticks])
-    ax.set_xlabel("PGD steps k (alpha = 1.5 eps / k)")
-    ax.set_ylabel("relative loss gap to the oracle (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, out)
-
-
-def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
-    """Loss gap (%) vs training epoch per k, for models evaluated at their epoch checkpoints (``NAME+eEPOCH``)."""
-    from vitbench.zoo.epochs import split_checkpoint_name
-    series: dict[tuple, list] = {}
-    for (model, norm, eps), run in _latest(runs).items():
-        parent, epoch = split_checkpoint_name(model)
-        if epoch is not None:
-            series.setdefault((parent, norm, eps), []).append((epoch, run))
-    if not series:
-        return None
-    from vitbench.board.plots import pyplot, save_figure
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for (parent, norm, eps), points in sorted(series.items()):
-        points.sort(key=lambda p: p[0])
-        for k in points[-1][1].config["steps"]:
-            rows = [(e, *_gap_percent(r, k)) for e, r in points if f"loss_gap_k{k}" in r.metrics]
-            ax.errorbar([e for e, _, _ in rows], [g for _, g, _ in rows], yerr=[s for _, _, s in rows], marker="o",
-                        capsize=3, label=f"{parent} k={k}" + ("" if len(series) == 1 else f" ({eps_label(norm, eps)})"))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("relative loss gap to the oracle (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, out)
 

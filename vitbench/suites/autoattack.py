@@ -17,10 +17,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vitbench.attacks.autoattack import (ATTACKS, VERSIONS, cascade_accuracies, make_adversary, run_cascade,
-                                         square_beat_white_box)
+from vitbench.attacks.autoattack import (
+    ATTACKS,
+    VERSIONS,
+    cascade_accuracies,
+    make_adversary,
+    run_cascade,
+    square_beat_white_box,
+)
+from vitbench.metrics import Column, Metric, clean_column, column, proportion, threat_id
 from vitbench.suites import register
-from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
+from vitbench.suites.base import Suite, SuiteOutput, eps_label
 from vitbench.threat import check_eps, parse_norm
 
 #: leaderboard rank of each version's column: the lowest present is a row's headline (the strongest version)
@@ -30,11 +37,6 @@ DEFAULT_AA_BATCH = 250
 STANDARD_ATTACKS = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
                     "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
                     "rand": ("apgd-ce", "apgd-dlr")}
-
-
-def is_standard_autoattack(column: Column) -> bool:
-    """Whether a leaderboard column is a standard AutoAttack robust accuracy (what RobustBench reports)."""
-    return column.headline and column.rank == HEADLINE_RANK["standard"]
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,12 @@ class AutoAttackSuite(Suite):
         return SuiteOutput(records, flags)
 
     def aggregate(self, records, config: AutoAttackConfig) -> dict[str, Metric]:
-        out = {"clean_accuracy": Metric(accuracy([r["clean_correct"] for r in records])),
-               "robust_accuracy": Metric(accuracy([r["robust"] for r in records]))}
-        n = len(records)
-        remaining = sum(r["clean_correct"] for r in records)
-        for attack in config.attack_list:
-            remaining -= sum(r["broken_by"] == attack for r in records)
-            out[f"after_{attack}"] = Metric(remaining / n if n else float("nan"))
+        out = {"clean_accuracy": proportion([r["clean_correct"] for r in records]),
+               "robust_accuracy": proportion([r["robust"] for r in records])}
+        standing = [bool(r["clean_correct"]) for r in records]
+        for attack in config.attack_list:  # robust accuracy after each stage of the cascade
+            standing = [s and r["broken_by"] != attack for s, r in zip(standing, records, strict=True)]
+            out[f"after_{attack}"] = proportion(standing)
         return out
 
     def run_flags(self, records, config, metrics) -> list[str]:
@@ -117,9 +118,12 @@ class AutoAttackSuite(Suite):
 
     def columns(self, config: AutoAttackConfig, metrics) -> list[Column]:
         # the strongest version present in a row is its headline: plus > standard > rand > custom (lowest rank)
-        return [Column("Clean", metrics["clean_accuracy"].value, rank=10),
-                Column(f"{config.label} {eps_label(config.norm, config.eps)}", metrics["robust_accuracy"].value,
-                       rank=HEADLINE_RANK[config.version], headline=True)]
+        variant = config.version if config.version != "custom" else "custom[" + "+".join(config.attacks) + "]"
+        return [clean_column(metrics),
+                column(metrics, "robust_accuracy", id=f"autoattack/{variant}/robust_accuracy@"
+                       f"{threat_id(config.norm, config.eps)}", label=f"{config.label} {eps_label(config.norm, config.eps)}",
+                       rank=HEADLINE_RANK[config.version], headline=True, kind="robust", attack="AA",
+                       version=config.version, threat=(config.norm, config.eps))]
 
     def cost(self, config) -> float:
         return 100.0 * len(config.attack_list)

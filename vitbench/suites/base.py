@@ -1,7 +1,10 @@
 """The suite contract: the model, a chunk of data and a validated config in; per-sample records out.
 
-Suites never write files, print or pick devices: the engine does. Each suite aggregates its own records into
-metrics (each declaring whether higher is better) and names the leaderboard columns it contributes.
+Suites are pure: they never write files, draw, print, pick devices, or open the store or the zoo (the engine hands
+them what they need through the :class:`Context`, e.g. a judge panel). Each suite aggregates its own records into
+metrics (each declaring whether higher is better, and proportions their outcomes), names the leaderboard columns
+it contributes (structured: id, kind, attack, threat) and the plots that draw its runs (names of functions in
+``vitbench.board.plots``).
 """
 
 from __future__ import annotations
@@ -14,15 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from vitbench.threat import format_eps
-
-
-@dataclass(frozen=True)
-class Metric:
-    """An aggregated number (a fraction for accuracies) and its direction."""
-
-    value: float
-    higher_is_better: bool = True
+from vitbench.metrics import Column, Metric, threat_label  # noqa: F401 - the suite contract's types
 
 
 @dataclass
@@ -45,12 +40,14 @@ class Chunk:
 
 @dataclass
 class Context:
-    """What the engine gives a suite besides the data: device, batch size, the dataset and the zoo entry."""
+    """What the engine gives a suite besides the data: device, batch size, the dataset, the zoo entry, and the
+    models the suite's config names (``models``: e.g. the semantic suite's judges, loaded by the engine)."""
 
     device: torch.device
     batch_size: int
     dataset: Any = None
     entry: Any = None
+    models: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,18 +56,6 @@ class SuiteOutput:
 
     records: list[dict]
     flags: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Column:
-    """A leaderboard column contributed by a run: its label, value and whether it is the headline."""
-
-    label: str
-    value: float
-    higher_is_better: bool = True
-    rank: int = 50   # position: < 50 adversarial robustness, 50-69 distribution shift, >= 70 analyses
-    headline: bool = False
-    percent: bool = True  # a fraction shown in percent (False: shown as is, e.g. ECE, top-5 distance)
 
 
 class Suite(ABC):
@@ -88,6 +73,16 @@ class Suite(ABC):
     accepts_sequences: ClassVar[bool] = False
     #: config fields used only when aggregating (e.g. ECE bins): left out of the evaluation key
     aggregation_only: ClassVar[tuple[str, ...]] = ()
+    #: the plots that draw this suite's runs: names of functions in vitbench.board.plots (runs, out dir) -> paths
+    plots: ClassVar[tuple[str, ...]] = ()
+
+    def models(self, config: Any, entry: Any) -> list[str]:
+        """Other models the suite's runs need, by zoo name or ``timm:ARCH.TAG``: the engine resolves and loads
+        them into ``Context.models`` and puts their fingerprints in the evaluation key. Default: none."""
+        return []
+
+    def check_models(self, config: Any, entry: Any, members: Sequence[Any]) -> None:
+        """Refuse (with a VitbenchError) models that cannot serve this run, e.g. a judge of another label set."""
 
     def key_facts(self, config: Any, entry: Any) -> dict:
         """Facts beyond the config that decide per-sample results (e.g. other models' weights); they join the
@@ -121,9 +116,11 @@ class Suite(ABC):
             return None
         return norm, eps
 
-    def plots(self, runs: Sequence[Any], out_dir: Any) -> list:
-        """Write this suite's plots (PNG) for the given stored runs into ``out_dir``; return the paths."""
-        return []
+    def resampler(self, records: Sequence[dict], config: Any):
+        """A function from an index resample (numpy array) to every metric's value, for bootstrap intervals.
+        Default: this suite's aggregation of the resampled records; suites with costly aggregations vectorise."""
+        from vitbench.intervals import resample_records
+        return resample_records(records, lambda rs: self.aggregate(rs, config))
 
     def cost(self, config: Any) -> float:
         """Relative cost per sample (forward-backward passes), for the progress bar."""
@@ -131,7 +128,8 @@ class Suite(ABC):
 
 
 def eps_label(norm: str, eps: float) -> str:
-    return f"{'Linf' if norm == 'linf' else 'L2'} {format_eps(eps)}"
+    """``Linf 4/255``: the threat model as labels show it."""
+    return threat_label(norm, eps)
 
 
 def accuracy(flags: Sequence[bool]) -> float:

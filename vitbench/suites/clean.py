@@ -10,10 +10,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from vitbench.metrics import Column, Metric, clean_column, column, mean_metric, proportion
 from vitbench.suites import register
-from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy
+from vitbench.suites.base import Chunk, Context, Suite, SuiteOutput
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,26 @@ def classify_records(logits: torch.Tensor, y: torch.Tensor, class_subset: Sequen
 def clean_metrics(records: Sequence[dict], bins: int) -> dict[str, Metric]:
     correct = [r["correct"] for r in records]
     conf = [r["confidence"] for r in records]
-    out = {"accuracy": Metric(accuracy(correct)),
-           "mean_confidence": Metric(sum(conf) / len(conf) if conf else float("nan")),
-           "ece": Metric(expected_calibration_error(conf, correct, bins), higher_is_better=False)}
+    out = {"accuracy": proportion(correct),
+           "mean_confidence": mean_metric(conf),
+           "ece": Metric(expected_calibration_error(conf, correct, bins), higher_is_better=False, n=len(records))}
     if records and records[0].get("top5") is not None:
-        out["top5_accuracy"] = Metric(accuracy([r["top5"] for r in records]))
+        out["top5_accuracy"] = proportion([r["top5"] for r in records])
     return out
+
+
+def calibration_resampler(records: Sequence[dict], bins: int):
+    """Vectorised bootstrap statistic of mean confidence and ECE (the proportions need none)."""
+    conf = np.array([r["confidence"] for r in records], dtype=float)
+    correct = np.array([bool(r["correct"]) for r in records], dtype=float)
+    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        c, k, b = conf[idx], correct[idx], which[idx]
+        count = np.bincount(b, minlength=bins)
+        gap = np.abs(np.bincount(b, weights=c, minlength=bins) - np.bincount(b, weights=k, minlength=bins))
+        return {"mean_confidence": float(c.mean()), "ece": float(gap.sum() / len(idx)) if count.sum() else np.nan}
+    return statistic
 
 
 @register
@@ -89,9 +105,13 @@ class CleanSuite(Suite):
     def aggregate(self, records, config: CleanConfig) -> dict[str, Metric]:
         return clean_metrics(records, config.ece_bins)
 
+    def resampler(self, records, config: CleanConfig):
+        return calibration_resampler(records, config.ece_bins)
+
     def columns(self, config, metrics) -> list[Column]:
-        cols = [Column("Clean", metrics["accuracy"].value, rank=10)]
+        cols = [clean_column(metrics, "accuracy")]
         if "top5_accuracy" in metrics:
-            cols.append(Column("Clean top-5", metrics["top5_accuracy"].value, rank=11))
-        cols.append(Column("ECE", metrics["ece"].value, higher_is_better=False, rank=12, percent=False))
+            cols.append(column(metrics, "top5_accuracy", id="clean/top5_accuracy", label="Clean top-5", rank=11,
+                               kind="clean"))
+        cols.append(column(metrics, "ece", id="clean/ece", label="ECE", rank=12, percent=False, kind="clean"))
         return cols

@@ -27,13 +27,15 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vitbench import _config
 from vitbench.errors import ConfigError
+from vitbench.metrics import Column, Metric, column, proportion
 from vitbench.paths import package_file
 from vitbench.suites import register
-from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy
+from vitbench.suites.base import Suite, SuiteOutput
 from vitbench.suites.clean import predict
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -111,6 +113,7 @@ class CorruptionsSuite(Suite):
     version = 2     # 2: glass blur copies as the reference does, frost uses its photographs, release_save
     Config = CorruptionsConfig
     summary = "common corruptions: released ImageNet-C / CIFAR-C or 19 generated corruptions x 5 severities; mCE"
+    plots = ("accuracy_vs_severity",)
     aux = True
 
     def configure(self, raw: dict, dataset) -> dict:
@@ -167,24 +170,20 @@ class CorruptionsSuite(Suite):
     def aggregate(self, records, config: CorruptionsConfig) -> dict[str, Metric]:
         return corruption_metrics(records, config)
 
+    def resampler(self, records, config: CorruptionsConfig):
+        return corruption_resampler(records, config)
+
     def columns(self, config: CorruptionsConfig, metrics) -> list[Column]:
-        label = config.label
-        cols = [Column(f"{label} acc", metrics["accuracy"].value, rank=60)]
-        if "accuracy_no_noise" in metrics:
-            cols.append(Column(f"{label} acc w/o noise", metrics["accuracy_no_noise"].value, rank=61))
-        if "accuracy_extra" in metrics:
-            cols.append(Column(f"{label} acc extra", metrics["accuracy_extra"].value, rank=62))
+        label, base = config.label, f"corruptions/{config.kind}"
+        shown = [("accuracy", "acc", 60), ("accuracy_no_noise", "acc w/o noise", 61),
+                 ("accuracy_extra", "acc extra", 62)]
+        cols = [column(metrics, name, id=f"{base}/{name}", label=f"{label} {text}", rank=rank, kind="corruption")
+                for name, text, rank in shown if name in metrics]
         if "mce" in metrics:
-            cols += [Column("mCE", metrics["mce"].value, higher_is_better=False, rank=58),
-                     Column("rel. mCE", metrics["relative_mce"].value, higher_is_better=False, rank=59)]
+            cols += [column(metrics, "mce", id=f"{base}/mce", label="mCE", rank=58, kind="corruption"),
+                     column(metrics, "relative_mce", id=f"{base}/relative_mce", label="rel. mCE", rank=59,
+                            kind="corruption")]
         return cols
-
-    def plots(self, runs, out_dir) -> list:
-        from pathlib import Path
-
-        from vitbench.board.plots import accuracy_vs_severity
-        path = accuracy_vs_severity(runs, Path(out_dir) / "corruptions_accuracy_vs_severity.png")
-        return [path] if path else []
 
     def cost(self, config: CorruptionsConfig) -> float:
         return float(len(config.corruptions) * len(config.severities) + 1)
@@ -208,43 +207,71 @@ def _open_root(root: str):
     return open_released_c(root)
 
 
+def _outcomes(records: Sequence[dict], config: CorruptionsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(clean correctness (n,), correctness under each corruption and severity (n, C, S)) as bool arrays."""
+    clean = np.array([bool(r["clean"]) for r in records], dtype=bool)
+    correct = np.array([[r["c"][c] for c in config.corruptions] for r in records], dtype=bool)
+    return clean, correct.reshape(len(records), len(config.corruptions), len(config.severities))
+
+
+def _values(clean: np.ndarray, correct: np.ndarray, config: CorruptionsConfig) -> dict[str, float]:
+    """Every corruption metric's value from the outcome arrays (shared by aggregation and the bootstrap)."""
+    names = list(config.corruptions)
+    err = 1.0 - correct.mean(axis=0)                                     # (C, S)
+    out = {"clean_accuracy": float(clean.mean())}
+    for ci, c in enumerate(names):
+        for si, s in enumerate(config.severities):
+            out[f"error/{c}/{s}"] = float(err[ci, si])
+    benchmark = set(_names().BENCHMARK_CORRUPTIONS)
+    main = [c for c in names if c in benchmark] or names
+    extra = [c for c in names if c not in main]
+    quiet = [c for c in main if c not in set(_names().NOISE_CORRUPTIONS)]
+
+    def mean_accuracy(group: list[str]) -> float:
+        return float(1.0 - err[[names.index(c) for c in group]].mean())
+    out["accuracy"] = mean_accuracy(main)                                # the benchmark corruptions only
+    if quiet and len(quiet) < len(main):
+        out["accuracy_no_noise"] = mean_accuracy(quiet)
+    if extra:
+        out["accuracy_extra"] = mean_accuracy(extra)
+    if config.kind == "imagenet-c" and benchmark <= set(names) and config.severities == SEVERITIES:
+        ordered = sorted(benchmark, key=list(_names().BENCHMARK_CORRUPTIONS).index)
+        out.update(_mce({c: err[names.index(c)].tolist() for c in ordered}, 1.0 - out["clean_accuracy"], ordered))
+    return out
+
+
 def corruption_metrics(records: Sequence[dict], config: CorruptionsConfig) -> dict[str, Metric]:
     """Errors per corruption and severity, mean accuracy, accuracy w/o noise, and (ImageNet-C) mCE / rel. mCE."""
     if not records:
         return {}
-    noise = set(_names().NOISE_CORRUPTIONS)
-    out = {"clean_accuracy": Metric(accuracy([r["clean"] for r in records]))}
-    err = {c: [1.0 - accuracy([r["c"][c][k] for r in records]) for k in range(len(config.severities))]
-           for c in config.corruptions}
-    for c, row in err.items():
-        for s, e in zip(config.severities, row):
-            out[f"error/{c}/{s}"] = Metric(e, higher_is_better=False)
-    benchmark = set(_names().BENCHMARK_CORRUPTIONS)
-    main = [c for c in config.corruptions if c in benchmark] or list(config.corruptions)
-    extra = [c for c in config.corruptions if c not in main]
-    out["accuracy"] = Metric(_mean_accuracy(err, main))            # the benchmark corruptions only
-    quiet = [c for c in main if c not in noise]
-    if quiet and len(quiet) < len(main):
-        out["accuracy_no_noise"] = Metric(_mean_accuracy(err, quiet))
-    if extra:
-        out["accuracy_extra"] = Metric(_mean_accuracy(err, extra))
-    if config.kind == "imagenet-c" and benchmark <= set(config.corruptions) and config.severities == SEVERITIES:
-        out.update(_mce(err, 1.0 - out["clean_accuracy"].value, sorted(benchmark, key=list(_names().BENCHMARK_CORRUPTIONS).index)))
+    clean, correct = _outcomes(records, config)
+    out: dict[str, Metric] = {}
+    for name, value in _values(clean, correct, config).items():
+        if name == "clean_accuracy":
+            out[name] = proportion(clean.tolist())
+        elif name.startswith("error/"):
+            _, c, s = name.split("/")
+            flags = ~correct[:, config.corruptions.index(c), config.severities.index(int(s))]
+            out[name] = proportion(flags.tolist(), higher_is_better=False)
+        else:  # means over corruptions and ratios to AlexNet: intervals from the bootstrap
+            out[name] = Metric(value, higher_is_better=name == "accuracy" or name.startswith("accuracy_"),
+                               n=len(records))
     return out
 
 
-def _mean_accuracy(err: dict[str, list[float]], names: Sequence[str]) -> float:
-    """1 - the mean error over the given corruptions and all their evaluated severities."""
-    return 1.0 - sum(sum(err[c]) for c in names) / sum(len(err[c]) for c in names)
+def corruption_resampler(records: Sequence[dict], config: CorruptionsConfig):
+    """The bootstrap statistic on the outcome arrays (one fancy index per resample, no per-record Python)."""
+    clean, correct = _outcomes(records, config)
+    return lambda idx: _values(clean[idx], correct[idx], config)
 
 
-def _mce(err: dict[str, list[float]], clean_err: float, names: list[str]) -> dict[str, Metric]:
+def _mce(err: dict[str, list[float]], clean_err: float, names: list[str]) -> dict[str, float]:
     alex_clean, alex = alexnet_errors()
     ce = {c: sum(err[c]) / sum(alex[c]) for c in names}
     rel = {c: sum(e - clean_err for e in err[c]) / sum(a - alex_clean for a in alex[c]) for c in names}
-    out = {f"ce/{c}": Metric(v, higher_is_better=False) for c, v in ce.items()}
-    out["mce"] = Metric(sum(ce.values()) / len(ce), higher_is_better=False)
-    out["relative_mce"] = Metric(sum(rel.values()) / len(rel), higher_is_better=False)
+    out = {f"ce/{c}": v for c, v in ce.items()}
+    out["mce"] = sum(ce.values()) / len(ce)
+    out["relative_mce"] = sum(rel.values()) / len(rel)
     return out
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vitbench.errors import ConfigError
+from vitbench.metrics import Column, Metric, column
 from vitbench.suites import register
-from vitbench.suites.base import Column, Metric, Suite, SuiteOutput
-from vitbench.suites.clean import classify_records, clean_metrics, predict
+from vitbench.suites.base import Suite, SuiteOutput
+from vitbench.suites.clean import calibration_resampler, classify_records, clean_metrics, predict
 
 BENCHMARKS = {"imagenet-a": "IN-A", "imagenet-r": "IN-R"}
 
@@ -55,7 +56,11 @@ class NaturalShiftSuite(Suite):
         out.pop("top5_accuracy", None)
         return out
 
+    def resampler(self, records, config: NaturalShiftConfig):
+        return calibration_resampler(records, config.ece_bins)
+
     def columns(self, config: NaturalShiftConfig, metrics) -> list[Column]:
-        label = BENCHMARKS[config.benchmark]
-        return [Column(label, metrics["accuracy"].value, rank=55 if label == "IN-A" else 56),
-                Column(f"{label} ECE", metrics["ece"].value, higher_is_better=False, rank=57, percent=False)]
+        label, base = BENCHMARKS[config.benchmark], f"natural_shift/{config.benchmark}"
+        return [column(metrics, "accuracy", id=f"{base}/accuracy", label=label, rank=55 if label == "IN-A" else 56,
+                       kind="shift"),
+                column(metrics, "ece", id=f"{base}/ece", label=f"{label} ECE", rank=57, percent=False, kind="shift")]

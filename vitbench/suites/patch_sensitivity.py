@@ -31,14 +31,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import torch
 
 from vitbench.attacks.pgd import ALPHA_FACTOR_MADRY, pgd, random_start, step_size
 from vitbench.errors import ConfigError
+from vitbench.metrics import Column, Metric, column, proportion, threat_id
 from vitbench.suites import register
-from vitbench.suites.base import Chunk, Column, Context, Metric, Suite, SuiteOutput, accuracy, eps_label
+from vitbench.suites.base import Chunk, Context, Suite, SuiteOutput, eps_label
 from vitbench.threat import check_eps, parse_norm
 from vitbench.zoo import introspect
 
@@ -87,6 +88,13 @@ class PatchSensitivityConfig:
         check_eps(self.norm, self.eps)
         if self.steps < 1 or self.alpha_factor <= 0:
             raise ValueError("steps must be >= 1 and alpha_factor > 0")
+
+    @property
+    def variant(self) -> str:
+        """The config in metric ids: ``rho0.1``, ``rho0.1,linf:0.1``, ``rho0.1,gaussian``."""
+        if self.adversarial:
+            return f"rho{self.rho:g},{threat_id(self.norm, self.eps)}"
+        return f"rho{self.rho:g}" + ("" if self.noise == "pixel" else f",{self.noise}")
 
     @property
     def label(self) -> str:
@@ -240,11 +248,23 @@ def _records(paired: PairedPass, y: torch.Tensor, k: int, patch: int) -> list[di
     return records
 
 
-def _layer_means(records: Sequence[dict], key: str) -> list[float] | None:
-    rows = [r[key] for r in records]
-    if not rows or any(v is None for v in rows):
-        return None
-    return [sum(col) / len(col) for col in zip(*rows)]
+class _PerSample:
+    """The non-proportion metrics as arrays (confidence drop, per-block stability), so that a bootstrap resample
+    is one fancy index."""
+
+    def __init__(self, records: Sequence[dict]) -> None:
+        self.drop = np.array([r["confidence"] - r["confidence_occluded"] for r in records], dtype=float)
+        self.layers = {key: np.array([r[key] for r in records], dtype=float)       # (n, blocks)
+                       for key in ("attn_stability", "repr_change")
+                       if records and all(r[key] is not None for r in records)}
+
+    def values(self, idx: np.ndarray) -> dict[str, float]:
+        out = {"confidence_drop": float(self.drop[idx].mean()) if len(idx) else math.nan}
+        for key, table in self.layers.items():
+            means = table[idx].mean(axis=0)
+            out.update({f"{key}_l{i}": float(v) for i, v in enumerate(means)})
+            out[key] = float(means.mean())
+        return out
 
 
 @register
@@ -252,6 +272,7 @@ class PatchSensitivitySuite(Suite):
     name = "patch_sensitivity"
     version = 2
     Config = PatchSensitivityConfig
+    plots = ("layer_stability",)
     summary = ("RSPC patch-occlusion protocol: occluded accuracy, confidence drop, per-block attention and "
                "representation stability (proxy); adversarial patch-PGD variant")
 
@@ -273,76 +294,23 @@ class PatchSensitivitySuite(Suite):
         return SuiteOutput(_records(paired, chunk.y.cpu(), num_occluded(config.rho, mask.shape[1]), patch), flags)
 
     def aggregate(self, records, config: PatchSensitivityConfig) -> dict[str, Metric]:
-        out = {"clean_accuracy": Metric(accuracy([r["clean_correct"] for r in records])),
-               "occluded_accuracy": Metric(accuracy([r["occluded_correct"] for r in records])),
-               "confidence_drop": Metric(sum(r["confidence"] - r["confidence_occluded"] for r in records)
-                                         / len(records) if records else float("nan"), higher_is_better=False)}
-        for key, better in (("attn_stability", True), ("repr_change", False)):
-            layers = _layer_means(records, key)
-            if layers is None:
-                continue
-            for i, value in enumerate(layers):
-                out[f"{key}_l{i}"] = Metric(value, better)
-            out[key] = Metric(sum(layers) / len(layers), better)
+        out = {"clean_accuracy": proportion([r["clean_correct"] for r in records]),
+               "occluded_accuracy": proportion([r["occluded_correct"] for r in records])}
+        for name, value in _PerSample(records).values(np.arange(len(records))).items():
+            out[name] = Metric(value, higher_is_better=not name.startswith(("confidence_drop", "repr_change")),
+                               n=len(records))
         return out
+
+    def resampler(self, records, config: PatchSensitivityConfig):
+        return _PerSample(records).values
 
     def columns(self, config: PatchSensitivityConfig, metrics) -> list[Column]:
         what = "Patch-PGD acc" if config.adversarial else "Occluded acc"
-        cols = [Column(f"{what} ({config.label})", metrics["occluded_accuracy"].value, rank=75),
-                Column(f"Conf drop ({config.label})", metrics["confidence_drop"].value, False, rank=76)]
-        if "attn_stability" in metrics:
-            cols.append(Column(f"Attn stability ({config.label})", metrics["attn_stability"].value, rank=77))
-        if "repr_change" in metrics:
-            cols.append(Column(f"Repr change ({config.label})", metrics["repr_change"].value, False, rank=78))
-        return cols
-
-    def plots(self, runs, out_dir) -> list:
-        path = plot_layer_stability(runs, Path(out_dir) / "patch_sensitivity_layers.png")
-        return [path] if path else []
+        base, label = f"patch_sensitivity/{config.variant}", config.label
+        shown = [("occluded_accuracy", what, 75, True), ("confidence_drop", "Conf drop", 76, True),
+                 ("attn_stability", "Attn stability", 77, True), ("repr_change", "Repr change", 78, True)]
+        return [column(metrics, name, id=f"{base}/{name}", label=f"{text} ({label})", rank=rank, percent=percent,
+                       kind="analysis") for name, text, rank, percent in shown if name in metrics]
 
     def cost(self, config: PatchSensitivityConfig) -> float:
         return 1.0 + (config.steps if config.adversarial else 0)
-
-
-def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
-    """Attention stability and representation change per block, one line per model (latest run of each
-    (model, config)); models without per-layer metrics (CNNs) are named in the figure, not drawn as zeros."""
-    from vitbench import _config
-    from vitbench.board.plots import latest_runs, pyplot, save_figure
-    latest = latest_runs(runs, "patch_sensitivity", lambda run: (run.model, _config.canonical_json(run.config)))
-    if not latest:
-        return None
-    several = len({cfg for _, cfg in latest}) > 1
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    skipped = []
-    for (model, _), run in sorted(latest.items()):
-        label = f"{model} ({_config.build(PatchSensitivityConfig, run.config, model).label})" if several else model
-        drawn = False
-        for ax, key in zip(axes, ("attn_stability", "repr_change")):
-            values = _layer_series(run.metrics, key)
-            if values:
-                ax.plot(range(len(values)), values, marker="o", label=label)
-                drawn = True
-        if not drawn:
-            skipped.append(model)
-    for ax, title in zip(axes, ("attention stability (mean row cosine, proxy)",
-                                "representation change ||b(x^)-b(x)|| / ||b(x)||")):
-        ax.set_xlabel("block")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    if skipped:
-        fig.text(0.01, 0.01, "no per-layer metrics (no transformer blocks): " + ", ".join(sorted(set(skipped))),
-                 fontsize=7)
-    return save_figure(fig, out, rect=(0, 0.04, 1, 1))
-
-
-def _layer_series(metrics: dict, key: str) -> list[float]:
-    values, i = [], 0
-    while f"{key}_l{i}" in metrics:
-        values.append(metrics[f"{key}_l{i}"][0])
-        i += 1
-    return values

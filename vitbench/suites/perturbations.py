@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vitbench import _config
 from vitbench.errors import ConfigError
+from vitbench.metrics import Column, Metric, column
 from vitbench.suites import register
-from vitbench.suites.base import Column, Metric, Suite, SuiteOutput
+from vitbench.suites.base import Suite, SuiteOutput
 
 SOURCES = ("generated", "released")
 
@@ -121,6 +123,7 @@ class PerturbationsSuite(Suite):
     summary = "perturbation stability: flip probability and top-5 distance (released ImageNet-P/CIFAR-P or generated)"
     aux = True
     accepts_sequences = True
+    plots = ("flip_probabilities",)
 
     def configure(self, raw: dict, dataset) -> dict:
         raw = dict(raw)
@@ -153,46 +156,60 @@ class PerturbationsSuite(Suite):
         return SuiteOutput(records)
 
     def aggregate(self, records, config: PerturbationsConfig) -> dict[str, Metric]:
-        per = {}
-        for metric in ("fp", "t5d"):
-            values: dict[str, list[float]] = {}
-            for r in records:
-                for p, v in r[metric].items():
-                    values.setdefault(p, []).append(v)
-            per[metric] = {p: sum(v) / len(v) for p, v in values.items()}
-        out = {}
-        for metric, table in per.items():
-            for p, v in table.items():
-                out[f"{metric}/{p}"] = Metric(v, higher_is_better=False)
-            if table:
-                out[f"m{metric}"] = Metric(sum(table.values()) / len(table), higher_is_better=False)
-        norm = config.normalizers
-        if norm and per["fp"] and all(p in norm for p in per["fp"]):
-            out["mfr"] = Metric(sum(per["fp"][p] / norm[p]["fp"] for p in per["fp"]) / len(per["fp"]),
-                                higher_is_better=False)
-            out["mt5d_normalised"] = Metric(sum(per["t5d"][p] / norm[p]["t5d"] for p in per["t5d"]) / len(per["t5d"]),
-                                            higher_is_better=False)
-        return out
+        table = _Table(records)
+        return {name: Metric(v, higher_is_better=False, n=len(records))
+                for name, v in table.values(np.ones(len(records)), config).items()}
+
+    def resampler(self, records, config: PerturbationsConfig):
+        table = _Table(records)
+        return lambda idx: table.values(np.bincount(idx, minlength=len(records)).astype(float), config)
 
     def columns(self, config: PerturbationsConfig, metrics) -> list[Column]:
-        cols = []
+        base, label, cols = f"perturbations/{config.source}", config.label, []
         if "mfr" in metrics:
-            cols += [Column(f"mFR{config.label}", metrics["mfr"].value, higher_is_better=False, rank=62),
-                     Column(f"mT5D{config.label}", metrics["mt5d_normalised"].value, higher_is_better=False,
-                            rank=63)]
+            cols += [column(metrics, "mfr", id=f"{base}/mfr", label=f"mFR{label}", rank=62, kind="perturbation"),
+                     column(metrics, "mt5d_normalised", id=f"{base}/mt5d_normalised", label=f"mT5D{label}", rank=63,
+                            kind="perturbation")]
         if "mfp" in metrics:
-            cols += [Column(f"FP{config.label}", metrics["mfp"].value, higher_is_better=False, rank=64),
-                     Column(f"T5D{config.label}", metrics["mt5d"].value, higher_is_better=False, rank=65,
-                            percent=False)]
+            cols += [column(metrics, "mfp", id=f"{base}/mfp", label=f"FP{label}", rank=64, kind="perturbation"),
+                     column(metrics, "mt5d", id=f"{base}/mt5d", label=f"T5D{label}", rank=65, percent=False,
+                            kind="perturbation")]
         return cols
-
-    def plots(self, runs, out_dir) -> list:
-        from vitbench.board.plots import flip_probabilities
-        path = flip_probabilities(runs, Path(out_dir) / "perturbations_flip_probability.png")
-        return [path] if path else []
 
     def cost(self, config: PerturbationsConfig) -> float:
         return float(min(config.n_frames or 31, 31) * max(len(config.perturbations), 1))
+
+
+class _Table:
+    """The records' flip probabilities and top-5 distances in long form: one row per (sequence, perturbation), so
+    a weighting of the sequences (all ones, or a bootstrap resample's counts) gives every metric at once."""
+
+    def __init__(self, records: Sequence[dict]) -> None:
+        self.names = sorted({p for r in records for p in r["fp"]})
+        where = {p: i for i, p in enumerate(self.names)}
+        rows = [(i, where[p], r["fp"][p], r["t5d"][p]) for i, r in enumerate(records) for p in r["fp"]]
+        self.record, self.group = (np.array([row[k] for row in rows], dtype=int) for k in (0, 1))
+        self.fp, self.t5d = (np.array([row[k] for row in rows], dtype=float) for k in (2, 3))
+
+    def values(self, weights: np.ndarray, config: PerturbationsConfig) -> dict[str, float]:
+        if not len(self.record):
+            return {}
+        w = weights[self.record]
+        count = np.bincount(self.group, weights=w, minlength=len(self.names))
+        present = count > 0
+        out: dict[str, float] = {}
+        per = {}
+        for metric, values in (("fp", self.fp), ("t5d", self.t5d)):
+            sums = np.bincount(self.group, weights=w * values, minlength=len(self.names))
+            per[metric] = {p: float(sums[i] / count[i]) for i, p in enumerate(self.names) if present[i]}
+            out.update({f"{metric}/{p}": v for p, v in per[metric].items()})
+            if per[metric]:
+                out[f"m{metric}"] = sum(per[metric].values()) / len(per[metric])
+        norm = config.normalizers
+        if norm and per["fp"] and all(p in norm for p in per["fp"]):
+            out["mfr"] = sum(v / norm[p]["fp"] for p, v in per["fp"].items()) / len(per["fp"])
+            out["mt5d_normalised"] = sum(v / norm[p]["t5d"] for p, v in per["t5d"].items()) / len(per["t5d"])
+        return out
 
 
 def released_frames(chunk, config: PerturbationsConfig, ctx) -> torch.Tensor:

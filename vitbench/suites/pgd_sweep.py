@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import torch
 
 from vitbench.attacks.pgd import ALPHA_FACTOR_MADRY, pgd, random_start, step_size
+from vitbench.metrics import Column, Metric, clean_column, column, proportion, threat_id
 from vitbench.suites import register
-from vitbench.suites.base import Column, Metric, Suite, SuiteOutput, accuracy, eps_label
+from vitbench.suites.base import Suite, SuiteOutput, eps_label
 from vitbench.suites.clean import predict
 from vitbench.threat import check_eps, parse_norm
 
@@ -86,6 +87,7 @@ class PGDSweepSuite(Suite):
     version = 2
     Config = PGDSweepConfig
     summary = "PGD robust accuracy over eps and step counts (L-inf/L2, restarts, step-size rules)"
+    plots = ("robustness_curves",)
 
     def run(self, model, chunk, config: PGDSweepConfig, ctx) -> SuiteOutput:
         n = len(chunk.y)
@@ -117,10 +119,10 @@ class PGDSweepSuite(Suite):
         return SuiteOutput(records)
 
     def aggregate(self, records, config: PGDSweepConfig) -> dict[str, Metric]:
-        out = {"clean_accuracy": Metric(accuracy([r["clean_correct"] for r in records]))}
+        out = {"clean_accuracy": proportion([r["clean_correct"] for r in records])}
         for si, steps in enumerate(config.steps):
             for ei, eps in enumerate(config.eps):
-                out[key(steps, eps)] = Metric(accuracy([r["robust"][si][ei] for r in records]))
+                out[key(steps, eps)] = proportion([r["robust"][si][ei] for r in records])
         return out
 
     def run_flags(self, records, config: PGDSweepConfig, metrics) -> list[str]:
@@ -146,19 +148,13 @@ class PGDSweepSuite(Suite):
         return sorted(set(flags))
 
     def columns(self, config: PGDSweepConfig, metrics) -> list[Column]:
-        cols = [Column("Clean", metrics["clean_accuracy"].value, rank=10)]
+        cols = [clean_column(metrics)]
         for steps in config.steps:
             for eps in config.eps:
-                cols.append(Column(f"PGD-{steps} {eps_label(config.norm, eps)}", metrics[key(steps, eps)].value,
-                                   rank=30))
+                cols.append(column(metrics, key(steps, eps), id=f"pgd_sweep/pgd{steps}/robust_accuracy@"
+                                   f"{threat_id(config.norm, eps)}", label=f"PGD-{steps} {eps_label(config.norm, eps)}",
+                                   rank=30, kind="robust", attack=f"PGD-{steps}", threat=(config.norm, eps)))
         return cols
-
-    def plots(self, runs, out_dir) -> list:
-        from pathlib import Path
-
-        from vitbench.board.plots import robustness_curves
-        path = robustness_curves(runs, Path(out_dir) / "robustness_vs_eps.png")
-        return [path] if path else []
 
     def threat(self, config: PGDSweepConfig):
         return config.norm, max(config.eps)
