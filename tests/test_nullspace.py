@@ -32,6 +32,16 @@ def test_nullspace_dimension_is_the_generic_bound(patch, dim):
     assert len(basis) == 0 or (w @ basis.T).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_square_random_embedding_has_no_nullspace(seed):
+    """768 x 768 (ViT-B/16's shape, torch's default conv init): full rank; with float32's eps in the tolerance
+    seeds 2 and 5 (smallest singular value 9e-7 and 9e-5 of the largest) counted a dimension of 1."""
+    torch.manual_seed(seed)
+    space = exact_nullspace(torch.nn.Conv2d(3, 768, 16, stride=16).weight)
+    assert space.dimension == 0 and space.lower_bound == 0
+    assert space.tolerance == pytest.approx(float(space.singular_values.max()) * 2.220446049250313e-16 * 768)
+
+
 def test_a_rank_deficient_embedding_has_a_larger_nullspace():
     model = _vit(4, 64)
     with torch.no_grad():
