@@ -178,3 +178,17 @@ def test_nullspace_loss_is_clean_ce_plus_ce_under_the_token_noise():
             noisy = F.cross_entropy(model(x), y, label_smoothing=smoothing)
     assert abs(float(noisy - clean)) > 1e-3              # the noise changes the loss, so the check can fail
     assert torch.allclose(out.loss, clean + noisy, atol=1e-5)
+
+
+def test_nullspace_resumes_exactly_with_its_per_step_schedule_and_selection(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from conftest import train_interrupted_then_resumed
+    config = load_config("nullspace", cli={"epochs": 2, "arch": "vit_tiny_patch16_224", "arch_args": {
+        "img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}},
+        sets=["val_examples=20", "lr=1e-3", "recipe_args.synth_batch_size=64"])
+    full = train(config, out=tmp_path / "full", device="cpu")
+    resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
+    a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a) and full.selection == resumed.selection
+    assert [r["lr"] for r in full.epochs] == pytest.approx([r["lr"] for r in resumed.epochs])

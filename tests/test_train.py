@@ -116,7 +116,8 @@ def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     full = train(config, out=tmp_path / "full", device="cpu")
     resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     assert _same(full.weights, resumed.weights) and full.selection == resumed.selection
-    assert _same(tmp_path / "full" / "epochs" / "epoch_003.safetensors", tmp_path / "cut" / "epochs" / "epoch_003.safetensors")
+    last = "epochs/epoch_003.safetensors"                                              # kept beside the chosen one
+    assert _same(tmp_path / "full" / last, tmp_path / "cut" / last)
     log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1, 2]
 
@@ -207,7 +208,8 @@ def test_selected_epoch_is_recorded_in_the_zoo_entry(cli, tmp_path, monkeypatch)
     entry = load_zoo().get("t.sel")                                                    # ./model_zoo.yaml
     assert entry.provenance.selection["epoch"] == 1 and entry.provenance.selection["last_epoch"] == 2
     assert "weights of epoch 1 of 2" in entry.provenance.notes
-    assert [c.epoch for c in entry.checkpoints] == [2] and entry.checkpoints[0].source.endswith("t.sel.e002.safetensors")
+    assert [c.epoch for c in entry.checkpoints] == [2]                                 # the last epoch, beside
+    assert entry.checkpoints[0].source.endswith("t.sel.e002.safetensors")
     assert _same(entry.weights.source, tmp_path / "run" / "best.safetensors")
 
 

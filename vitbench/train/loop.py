@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
+from timm.scheduler.scheduler import Scheduler
+from torch.utils.data import DataLoader
 
 from vitbench.data import open_dataset
 from vitbench.engine import dist_world, resolve_device
@@ -19,7 +20,7 @@ from vitbench.train import checkpoint
 from vitbench.train.config import TrainConfig
 from vitbench.train.data import held_out_batches, make_loader, mix_batch, seed_host_rngs, split_holdout
 from vitbench.train.optim import current_lr, make_optimizer, make_scheduler, scaled_lr
-from vitbench.train.recipes import get_recipe
+from vitbench.train.recipes import Recipe, get_recipe
 from vitbench.train.selection import Best, accuracies, make_best, selection_record
 from vitbench.zoo.archs import build_network
 from vitbench.zoo.wrapper import RobustModel
@@ -74,12 +75,34 @@ def evaluate(model, val, config: TrainConfig, device) -> dict:
     return accuracies(model, [val.load(0, min(config.val_examples, len(val)), prep)], config, device, "val")
 
 
+@dataclass
+class _Run:
+    """What one training run's epochs share (built once in ``train``)."""
+
+    config: TrainConfig
+    out: Path
+    model: RobustModel                  # the bare model (checkpoints, evaluation)
+    net: torch.nn.Module                # the model the loss runs on (DDP-wrapped under torchrun)
+    recipe: Recipe
+    state: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler                # timm's; step(epoch) every epoch, step_update(step) every batch
+    loader: DataLoader
+    device: torch.device
+    rank: int
+    world: int
+    num_classes: int
+    best: Best | None
+    step: int = 0
+
+
 def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool = False,
           workers: int = 0, zoo: str | None = None) -> TrainResult:
     """Train with ``config.recipe``; writes out/last.pt every epoch and out/model.safetensors at the end.
 
     Under torchrun every rank trains its share of each batch (DDP; gloo on CPU, nccl on GPU); rank 0 evaluates,
-    logs sums over all ranks and writes the checkpoints. ``zoo`` is the user zoo file ``config.init`` is read from.
+    logs sums over all ranks, selects the epoch to export and writes the checkpoints. ``zoo`` is the user zoo
+    file ``config.init`` is read from.
     """
     rank, world = dist_world()
     dev = resolve_device(device)
@@ -93,77 +116,92 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
     val = open_dataset(config.val_data) if config.val_data and rank == 0 else None
     num_classes = train_set.label_space.num_classes
     loader = make_loader(train_set, config, rank=rank, world=world, workers=workers, indices=train_idx)
-    steps_per_epoch = len(loader)
 
     # model, recipe state, optimiser and schedule (timm's), the best epoch so far
     model = build_model(config, num_classes, dev, zoo)
     recipe.check(model, config)
     state = recipe.setup(model, config, dev)
     optimizer = make_optimizer(model.net, config, scaled_lr(config, world))
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
-    best = make_best(config)
-    start_epoch, step = 0, 0
-    saved = checkpoint.load(out, config) if resume else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        _load_recipe_state(state, saved["recipe"])
-        if best is not None:
-            best.load_state_dict(saved["selection"])
-        torch.set_rng_state(saved["rng_cpu"])
-        start_epoch, step = saved["epoch"] + 1, saved["step"]
-        log.warning("resuming %s at epoch %d", out, start_epoch)
-    net = _maybe_ddp(model, dev, world)
-    use_amp = config.amp and dev.type == "cuda"
+    run = _Run(config, out, model, model, recipe, state, optimizer, make_scheduler(optimizer, config, len(loader)),
+               loader, dev, rank, world, num_classes, make_best(config))
+    start_epoch = _resume(run) if resume else 0
+    run.net = _maybe_ddp(model, dev, world)
     history = _read_history(out, start_epoch)
 
     for epoch in range(start_epoch, config.epochs):
-        loader.sampler.set_epoch(epoch)
-        seed_host_rngs(config.seed, rank, epoch)
-        scheduler.step(epoch)
         t0 = time.perf_counter()
-        logs = dict(recipe.on_epoch_start(epoch, model, loader, config, state))
-        model.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        for x, y in _bar(loader, epoch, config, rank):
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            x, target = mix_batch(x, y, config, num_classes)
-            scheduler.step_update(step)                     # per-step schedules only (lr_per_step)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                result = recipe.loss(net, x, target, epoch, config, state)
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            recipe.after_backward(state)
-            optimizer.step()
-            step += 1
-            seen += len(y)
-            correct += (result.logits.argmax(1) == y).sum().item()
-            loss_sum += result.loss.item() * len(y)
-            logs.update(result.logs)  # the last batch's values (tensors stay on the device until the epoch ends)
-        seen, correct, loss_sum = _sum_over_ranks(seen, correct, loss_sum, dev, world)
-        record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "lr": current_lr(optimizer), "eps": recipe.train_eps(epoch, config),
-                  **{k: float(v) for k, v in logs.items()}}
+        record = _train_epoch(run, epoch)
         if rank == 0:
             record.update(evaluate(model, val, config, dev))
             if held_idx:
                 record.update(accuracies(model, held_out_batches(train_set, held_idx, config), config, dev,
                                          "holdout"))
-            if best is not None and best.offer(epoch + 1, record[best.metric]):
-                export_weights(model, out / BEST)
             record["seconds"] = round(time.perf_counter() - t0, 2)
             history.append(record)
-            _log_epoch(out, record, config)
-            checkpoint.save(out, epoch=epoch, config=config, model_state=model.state_dict(),
-                            optim_state=optimizer.state_dict(), recipe_state=_recipe_state(state), step=step,
-                            selection=best.state_dict() if best is not None else {})
-            done = epoch + 1
-            if _keeps_epoch(config, done):
-                export_weights(model, out / "epochs" / f"epoch_{done:03d}.safetensors")
+            _end_epoch(run, epoch, record)
     if rank != 0:
         return TrainResult(out, out / EXPORT, history, [])
-    return _finish(model, out, config, best, history)
+    return _finish(model, out, config, run.best, history)
+
+
+def _resume(run: _Run) -> int:
+    """Load OUT/last.pt (if any) into the run; the epoch to start from."""
+    saved = checkpoint.load(run.out, run.config)
+    if saved is None:
+        return 0
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    _load_recipe_state(run.state, saved["recipe"])
+    if run.best is not None:
+        run.best.load_state_dict(saved["selection"])
+    torch.set_rng_state(saved["rng_cpu"])
+    run.step = saved["step"]
+    log.warning("resuming %s at epoch %d", run.out, saved["epoch"] + 1)
+    return saved["epoch"] + 1
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict:
+    """One pass over the loader; the epoch's log record (sums over DDP ranks)."""
+    config, dev = run.config, run.device
+    run.loader.sampler.set_epoch(epoch)
+    seed_host_rngs(config.seed, run.rank, epoch)
+    run.scheduler.step(epoch)
+    logs = dict(run.recipe.on_epoch_start(epoch, run.model, run.loader, config, run.state))
+    run.model.train()
+    use_amp = config.amp and dev.type == "cuda"
+    seen = correct = 0
+    loss_sum = 0.0
+    for x, y in _bar(run.loader, epoch, config, run.rank):
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        x, target = mix_batch(x, y, config, run.num_classes)
+        run.scheduler.step_update(run.step)                 # per-step schedules only (lr_per_step)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            result = run.recipe.loss(run.net, x, target, epoch, config, run.state)
+        run.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        run.recipe.after_backward(run.state)
+        run.optimizer.step()
+        run.step += 1
+        seen += len(y)
+        correct += (result.logits.argmax(1) == y).sum().item()
+        loss_sum += result.loss.item() * len(y)
+        logs.update(result.logs)  # the last batch's values (tensors stay on the device until the epoch ends)
+    seen, correct, loss_sum = _sum_over_ranks(seen, correct, loss_sum, dev, run.world)
+    return {"epoch": epoch, "loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "lr": current_lr(run.optimizer), "eps": run.recipe.train_eps(epoch, config),
+            **{k: float(v) for k, v in logs.items()}}
+
+
+def _end_epoch(run: _Run, epoch: int, record: dict) -> None:
+    """Rank 0 after an evaluated epoch: keep the best weights, log, checkpoint (best first, then last.pt)."""
+    if run.best is not None and run.best.offer(epoch + 1, record[run.best.metric]):
+        export_weights(run.model, run.out / BEST)
+    _log_epoch(run.out, record, run.config)
+    checkpoint.save(run.out, epoch=epoch, config=run.config, model_state=run.model.state_dict(),
+                    optim_state=run.optimizer.state_dict(), recipe_state=_recipe_state(run.state), step=run.step,
+                    selection=run.best.state_dict() if run.best is not None else {})
+    if _keeps_epoch(run.config, epoch + 1):
+        export_weights(run.model, run.out / "epochs" / f"epoch_{epoch + 1:03d}.safetensors")
 
 
 def _keeps_epoch(config: TrainConfig, done: int) -> bool:
