@@ -19,9 +19,9 @@ The authors' values (configs/trades-paper.yaml, from their xcit-adv-finetuning.y
 CIFAR-10): 20 + 2 cool-down epochs, 5 warm-up, AdamW lr 2e-4 per 512 (sqrt scaling), min lr 5e-6, wd 0.5,
 drop-path 0.05, RandomCrop(32, pad 4), flip, ColorJitter 0.25, RandomRotation(2), the epoch of best robust
 accuracy kept. configs/trades.yaml is that recipe sized for digits: no flip (a flipped digit is another glyph),
-no rotation, no drop-path, lr 5e-4 -> 1e-6 without cool-down (the digits ViT is tiny and 20 epochs of 20 batches
-are few), eps 0.1 (the digits threat model); model selection on a held-out 10% of the training set. Start from a
-zoo entry with ``init: NAME`` (``--init NAME``).
+no rotation, no drop-path, lr 5e-4 -> 1e-6 without cool-down (a choice for digits, not compared with the
+authors' schedule there), eps 0.1 (the digits threat model); model selection on a held-out 10% of the training
+set. Start from a zoo entry with ``init: NAME`` (``--init NAME``).
 """
 
 from __future__ import annotations
