@@ -28,11 +28,13 @@ def test_torchrun_trains_the_light_recipe_and_registers_a_loadable_checkpoint(tm
                            "--set", "val_examples=20", "--out", out, "--register", "t.ddp"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     saved = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    assert saved["epoch"] == 0 and saved["step"] == 1297 // 2 // 64                   # each rank: half the data
+    # each rank: half of the 1167 training images (1297 less the 130 held out for model selection)
+    assert saved["epoch"] == 0 and saved["step"] == -(-1167 // 2) // 64
     weights = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(weights[k], saved["model"][f"net.{k}"]) for k in weights)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0] and log[0]["eps"] == 0.05 and "val_pgd10" in log[0]
+    assert "holdout_pgd10" in log[0] and saved["selection"]["epoch"] == 1                 # rank 0 selects
     assert res.stdout.count("registered t.ddp") == 1                                  # rank 0 only
     from vitbench.zoo.load import load_model
     from vitbench.zoo.schema import load_zoo

@@ -1,6 +1,7 @@
 """Nullspace: the exact patch-embedding nullspace analysis and approximate-nullspace-noise fine-tuning."""
 
 import json
+import math
 
 import pytest
 import timm
@@ -28,6 +29,16 @@ def test_nullspace_dimension_is_the_generic_bound(patch, dim):
     basis = space.basis.flatten(1)                                                        # (K, 3P^2)
     assert torch.allclose(basis @ basis.T, torch.eye(len(basis), dtype=basis.dtype), atol=1e-10)
     assert len(basis) == 0 or (w @ basis.T).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_square_random_embedding_has_no_nullspace(seed):
+    """768 x 768 (ViT-B/16's shape, torch's default conv init): full rank; with float32's eps in the tolerance
+    seeds 2 and 5 (smallest singular value 9e-7 and 9e-5 of the largest) counted a dimension of 1."""
+    torch.manual_seed(seed)
+    space = exact_nullspace(torch.nn.Conv2d(3, 768, 16, stride=16).weight)
+    assert space.dimension == 0 and space.lower_bound == 0
+    assert space.tolerance == pytest.approx(float(space.singular_values.max()) * 2.220446049250313e-16 * 768)
 
 
 def test_a_rank_deficient_embedding_has_a_larger_nullspace():
@@ -99,8 +110,14 @@ def test_nullspace_recipe_fine_tunes_with_a_fresh_delta_each_epoch(tmp_path):
     result = train(config, out=tmp_path / "n", device="cpu")
     log = [json.loads(line) for line in (tmp_path / "n" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1]
-    assert all(r["delta_steps"] == 9 and r["delta_dist"] < r["delta_dist_init"] for r in log)  # 3 rounds x 3 batches
+    # 10% of the 1167 training images (1297 less the 130 held out) in batches of 64: 3 rounds x 2 batches
+    assert all(r["delta_steps"] == 6 and r["delta_dist"] < r["delta_dist_init"] for r in log)
     assert log[0]["delta_rms"] != log[1]["delta_rms"]
+    # the authors' cosine period is 3 passes over the whole set (3 x 19 batches): lr stays near 0.1
+    last = 0.05 * (1 + math.cos(math.pi * 5 / 57))                                   # step 5 of a 57-step period
+    assert last > 0.098 and all(r["delta_lr"] == pytest.approx(last) for r in log)
+    assert all("holdout_clean" in r and "holdout_pgd10" not in r for r in log)
+    assert result.selection["metric"] == "holdout_clean" and result.selection["rule"].startswith("best held-out clean")
     saved = torch.load(tmp_path / "n" / "last.pt", weights_only=True)
     assert saved["recipe"]["noise"]["delta"].shape == (1, 16, 32)
     assert result.weights.exists()
@@ -159,3 +176,17 @@ def test_nullspace_loss_is_clean_ce_plus_ce_under_the_token_noise():
             noisy = F.cross_entropy(model(x), y, label_smoothing=smoothing)
     assert abs(float(noisy - clean)) > 1e-3              # the noise changes the loss, so the check can fail
     assert torch.allclose(out.loss, clean + noisy, atol=1e-5)
+
+
+def test_nullspace_resumes_exactly_with_its_per_step_schedule_and_selection(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from conftest import train_interrupted_then_resumed
+    config = load_config("nullspace", cli={"epochs": 2, "arch": "vit_tiny_patch16_224", "arch_args": {
+        "img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}},
+        sets=["val_examples=20", "lr=1e-3", "recipe_args.synth_batch_size=64"])
+    full = train(config, out=tmp_path / "full", device="cpu")
+    resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
+    a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a) and full.selection == resumed.selection
+    assert [r["lr"] for r in full.epochs] == pytest.approx([r["lr"] for r in resumed.epochs])

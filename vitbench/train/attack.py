@@ -1,7 +1,8 @@
 """The training attack (methods.md A): L-inf or L2 PGD with a uniform random start, step size
 ``alpha_factor * eps_final / steps`` (it does not follow the eps warm-up; projection clips it), projection onto
-the current eps-ball and [0, 1]; the loss is cross-entropy on hard or soft (MixUp) targets, or another objective
-(TRADES: the KL to the clean prediction)."""
+the current eps-ball and [0, 1]; the loss is cross-entropy against the hard label (under MixUp/CutMix the argmax
+of the soft target, as the authors' ``pgd`` does), or another objective (TRADES: the KL to the clean
+prediction)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def training_attack(model: nn.Module, x: torch.Tensor, target: torch.Tensor | No
         return x
     was_training = model.training
     model.train(mode == "train")
+    if objective is None and target is not None and target.ndim > 1:
+        target = target.argmax(1)                                               # (B, K) soft -> (B,) label
     loss_of = objective(model, x) if objective is not None else (lambda logits: F.cross_entropy(logits, target))
     delta = random_start(tuple(x.shape), norm=norm, eps=eps, device=x.device)
     delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)

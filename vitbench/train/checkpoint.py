@@ -1,6 +1,7 @@
 """Training checkpoints: written every epoch (atomically), resumable, guarded by the config hash.
 
-``last.pt`` holds model, optimiser and recipe state, the epoch and RNG states; it is read back with
+``last.pt`` holds model, optimiser and recipe state, the epoch, the best epoch so far (model selection) and the
+torch RNG state (Python's and numpy's are re-seeded from (seed, rank, epoch) every epoch); it is read back with
 ``weights_only=True`` (plain tensors, numbers and strings only).
 """
 
@@ -21,11 +22,12 @@ LAST = "last.pt"
 
 
 def save(out: Path, *, epoch: int, config: TrainConfig, model_state: dict, optim_state: dict,
-         recipe_state: dict, step: int) -> Path:
+         recipe_state: dict, step: int, selection: dict | None = None) -> Path:
     path = out / LAST
     tmp = out / f".{LAST}.tmp-{os.getpid()}"
     torch.save({"epoch": epoch, "step": step, "config_hash": config.hash(), "config": json.dumps(config.to_dict()),
                 "model": model_state, "optimizer": optim_state, "recipe": recipe_state,
+                "selection": selection or {},
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp)
     os.replace(tmp, path)

@@ -54,17 +54,20 @@ def _export(args: argparse.Namespace, name: str, config, result) -> None:
         shutil.copyfile(result.weights, weights)
         epoch_weights = []
         for epoch, src in result.epoch_weights:
-            if epoch == config.epochs:  # the last epoch: the final weights themselves
+            if epoch == result.exported_epoch:  # the exported epoch: the final weights themselves
                 epoch_weights.append((epoch, weights))
                 continue
             epoch_weights.append((epoch, folder / f"{name}.e{epoch:03d}.safetensors"))
             shutil.copyfile(src, epoch_weights[-1][1])
     print(f"weights: {weights}", file=sys.stderr)
+    if result.selection:
+        print(f"kept epoch {result.selection['epoch']} of {result.selection['last_epoch']} "
+              f"({result.selection['rule']}: {100 * result.selection['value']:.1f}%)", file=sys.stderr)
     if args.register:
         space = open_dataset(config.data).label_space
         entry = register_trained(args.register, config, weights, num_classes=space.num_classes, dataset=space.name,
                                  zoo=getattr(args, "zoo", None), epoch_weights=epoch_weights,
-                                 force=args.force)
+                                 force=args.force, selection=result.selection)
         print(f"registered {entry.name} (sha256 {entry.weights.sha256})")
 
 

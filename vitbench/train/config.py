@@ -17,6 +17,7 @@ from vitbench.errors import ConfigError
 from vitbench.paths import package_file
 
 CONFIG_DIR = package_file("train", "configs")
+SELECT_BY = ("last", "clean", "robust")
 
 
 @dataclass(frozen=True)
@@ -35,21 +36,26 @@ class TrainConfig:
     interpolation: str = "bilinear"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = 30                   # epochs trained in all (timm's --epochs plus --cooldown-epochs)
+    batch_size: int = 64               # per process
+    lr: float = 1e-3                   # peak lr (at lr_base_size global batch when that is set)
+    lr_base_size: int | None = None    # set: lr is rescaled to the global batch (the authors' lr_base_size)
+    lr_base_scale: str = "linear"      # linear or sqrt (the authors' rule for AdamW)
     min_lr: float = 1e-5
     warmup_epochs: int = 3
     warmup_lr: float = 1e-6
-    cooldown_epochs: int = 0
+    cooldown_epochs: int = 0           # the last epochs, held at min_lr
+    lr_per_step: bool = False          # timm's scheduler stepped per optimiser step instead of per epoch
     weight_decay: float = 0.05
+    decay_exempt: bool = True          # timm's rule: ndim <= 1, *.bias and no_weight_decay() are not decayed
     label_smoothing: float = 0.0
     drop_path: float = 0.0
     # light augmentation
     rrc_scale: tuple[float, float] = (0.5, 1.0)
     crop_padding: int = 0              # > 0: RandomCrop(input_size, padding) replaces RandomResizedCrop (CIFAR style)
     hflip: float = 0.0
-    color_jitter: float = 0.4
+    color_jitter: float = 0.4          # off under RandAugment, as in timm's transform factory
+    rotation: float = 0.0              # > 0: RandomRotation(degrees) after colour jitter (the authors' rand_rotation)
     # heavy (canonical DeiT) augmentation, for the light-recipe ablation
     randaugment: str | None = None
     mixup: float = 0.0
@@ -62,6 +68,9 @@ class TrainConfig:
     attack_alpha_factor: float = 1.5
     eps_warmup_epochs: int = 10
     attack_mode: str = "eval"
+    # model selection: which epoch's weights the run exports (the last one is kept beside it)
+    holdout_fraction: float = 0.0      # this share of the training set is held out (never trained on)
+    select_by: str = "last"            # last, clean (best held-out accuracy) or robust (best held-out PGD-10)
     # recipe parameters (TRADES, nullspace, RSPC) live here, validated by the recipe
     recipe_args: dict = field(default_factory=dict)
     seed: int = 0
@@ -80,12 +89,28 @@ class TrainConfig:
             raise ValueError(f"attack_mode {self.attack_mode!r} must be eval or train")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        if self.warmup_epochs + self.cooldown_epochs > self.epochs:
-            raise ValueError("warmup_epochs + cooldown_epochs exceed epochs")
+        if self.warmup_epochs + self.cooldown_epochs > self.epochs or self.cooldown_epochs >= self.epochs:
+            raise ValueError("warmup_epochs + cooldown_epochs exceed epochs (the cosine needs at least one epoch)")
+        if self.lr_base_scale not in ("linear", "sqrt"):
+            raise ValueError(f"lr_base_scale {self.lr_base_scale!r} must be linear or sqrt")
+        if self.rotation < 0:
+            raise ValueError("rotation must be >= 0 (degrees)")
+        self._check_selection()
         if not 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1:
             raise ValueError("rrc_scale must satisfy 0 < low <= high <= 1")
         if self.crop_padding < 0:
             raise ValueError("crop_padding must be >= 0")
+
+    def _check_selection(self) -> None:
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by {self.select_by!r} must be one of {', '.join(SELECT_BY)}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError("holdout_fraction must be in [0, 1)")
+        if self.select_by != "last" and self.holdout_fraction == 0:
+            raise ValueError(f"select_by {self.select_by} needs a held-out split: set holdout_fraction > 0 "
+                             "(e.g. 0.1) or select_by=last")
+        if self.select_by == "robust" and self.attack_eps <= 0:
+            raise ValueError("select_by robust needs attack_eps > 0: set select_by=clean or select_by=last")
 
     def hash(self) -> str:
         return _config.stable_hash(self)
@@ -119,14 +144,24 @@ def recipe_defaults(recipe: str) -> dict:
     return _config.load_yaml(path.read_text(), str(path)) or {}
 
 
+def config_path(name: str) -> Path:
+    """A YAML file, or the name of a bundled config (``vitbench/train/configs/NAME.yaml``, e.g. ``trades-paper``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / f"{name}.yaml"
+    if bundled.is_file() and path.suffix == "":
+        return bundled
+    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config file {path} does not exist (nor is it a bundled config: {', '.join(known)})")
+
+
 def load_config(recipe: str, *, config_file: str | None = None, sets: list[str] = (),
                 cli: dict | None = None) -> TrainConfig:
     """Recipe defaults < config file < CLI flags < --set overrides (``recipe_args`` merge key by key)."""
     raw: dict[str, Any] = dict(recipe_defaults(recipe))
     if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = config_path(config_file)
         _merge(raw, _config.load_yaml(path.read_text(), str(path)) or {})
     _merge(raw, {k: v for k, v in (cli or {}).items() if v is not None})
     _merge(raw, _parse_sets(list(sets)))

@@ -4,9 +4,12 @@ The patch embedding is one linear map per patch: a patch z_p in R^{C P^2} (norma
 conv weight's (C, P, P) order) becomes W z_p + b, with W in R^{D x C P^2} the ``patch_embed.proj`` conv weight.
 Its nullspace is spanned by the right singular vectors of W whose singular value is at most
 
-    tol = sigma_max * eps * max(D, C P^2)          (eps: machine epsilon of the weight's dtype, as numpy's rank)
+    tol = sigma_max * eps * max(D, C P^2)          (numpy's matrix_rank rule, eps: float64's machine epsilon)
 
-so its dimension is C P^2 - rank(W) >= C P^2 - D (ViT-S/32: >= 2688, ViT-B/16: 0 generically). Adding one
+The SVD and the tolerance are both float64: a float32 weight is an exact float64 matrix, and float32's eps in
+the tolerance (what numpy would use for a float32 array, whose SVD is only float32-accurate) is large enough
+to count the smallest singular value of a square random 768 x 768 embedding as zero for about 1 seed in 4. So
+its dimension is C P^2 - rank(W) >= C P^2 - D (ViT-S/32: >= 2688, ViT-B/16: 0 generically). Adding one
 nullspace vector v to every patch, z -> z + s * tile(v), leaves every token embedding, hence the logits,
 unchanged. The check runs on the network in float64 (so it measures the nullspace, not float32 rounding) and on
 normalised input without clamping: in pixel space the same shift is s * std_c * v, which is not kept in [0, 1].
@@ -77,7 +80,7 @@ def exact_nullspace(weight: torch.Tensor) -> Nullspace:
     d, c, p, _ = weight.shape
     w = weight.detach().reshape(d, c * p * p).to(torch.float64)                 # (D, C P^2)
     _, s, vh = torch.linalg.svd(w, full_matrices=True)                           # vh (C P^2, C P^2)
-    tol = float(s.max()) * torch.finfo(weight.dtype).eps * max(w.shape) if s.numel() else 0.0
+    tol = float(s.max()) * torch.finfo(torch.float64).eps * max(w.shape) if s.numel() else 0.0
     rank = int((s > tol).sum())
     basis = vh[rank:].reshape(-1, c, p, p)                                       # (K, C, P, P)
     return Nullspace(basis, s, tol, d, c, p)

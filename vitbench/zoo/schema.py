@@ -121,6 +121,7 @@ class Provenance:
     robustbench_name: str | None = None
     recipe: str | None = None
     config: dict | None = None
+    selection: dict | None = None  # vitbench train's model selection: rule, metric, epoch, value, last_epoch
     notes: str | None = None
     authors: str | None = None
     venue: str | None = None

@@ -71,6 +71,12 @@ class AdversarialRecipe(Recipe):
         return getattr(model, "module", model)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """True when some layer normalises with batch statistics and keeps running ones (BatchNorm; XCiT, ResNets),
+    so how many forwards a batch takes, and with which images, changes the model. LayerNorm ViTs: False."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules())
+
+
 def require_vit(model: nn.Module, recipe: str, *, blocks: bool = False) -> nn.Module:
     """The network's ``patch_embed`` (and, with ``blocks``, a list of transformer blocks whose input size is a
     multiple of the patch size), or a ConfigError naming the model and the fix."""

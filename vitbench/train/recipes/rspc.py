@@ -3,7 +3,9 @@
 Patch corruption model C (its own parameters, trained adversarially alongside the classifier):
 
     s = Linear_{N->N, no bias}( flatten( GELU( Conv2d_{3->1, kernel=stride=P, no bias}(x) ) ) )   # (B, N) scores
-    m = binarise(s): per sample the k = round(rho N) patches with the lowest scores get 0 (corrupted), others 1
+    m = binarise(s): per sample the patches whose score is at or below the rho-quantile of the N scores get 0
+        (corrupted), the others 1: the authors' ``s > torch.quantile(s, rho)``, i.e. k = floor(rho (N - 1)) + 1
+        patches (7 of 64 at rho 0.1, 2 of 16, 20 of 196), computed once with torch.quantile itself
         straight-through: forward the hard mask, backward dL/ds = clip(dL/dm, -1, 1)
     x_hat = m * x + (1 - m) * u,   u uniform noise drawn fresh every step                    # (B, 3, H, W)
 
@@ -17,9 +19,10 @@ Loss, on one 2B batch [x; x_hat] in train mode, with h_l the output of block l (
     L = CE(f(x), y) + lambda * (1/L) sum_l MSE(h_l(x), h_l(x_hat))        lambda = 0.005, clean h_l not detached
 
 One backward serves both players: the classifier descends L (the loop's optimiser); C ascends it. In
-``after_backward`` C's gradient is averaged over DDP ranks, negated, clipped to norm 5 and applied by SGD (lr 1e-4,
-momentum 0.9, Nesterov, weight decay 0.05). C and its optimiser are recipe state (checkpointed). C is initialised
-from ``seed`` alone, so every rank starts from the same C.
+``after_backward`` C's gradient is averaged over DDP ranks, negated, rescaled to norm 5 (see ``corruptor_step``:
+the step the authors' code takes in effect) and applied by SGD (lr 1e-4, momentum 0.9, Nesterov, weight decay
+0.05). C and its optimiser are recipe state (checkpointed). C is initialised from ``seed`` alone, so every rank
+starts from the same C.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class RspcArgs:
     corruptor_lr: float          # SGD (paper: 1e-4)
     corruptor_momentum: float    # Nesterov momentum (paper: 0.9)
     corruptor_weight_decay: float  # (paper: 0.05)
-    corruptor_grad_norm: float   # clip of C's (negated) gradient norm (paper: 5)
+    corruptor_grad_norm: float   # C's (negated) gradient is rescaled to this norm (paper: clipped to 5 under AMP)
 
     def __post_init__(self) -> None:
         if not 0 < self.rho < 1:
@@ -68,8 +71,10 @@ def rspc_args(config: TrainConfig) -> RspcArgs:
 
 
 def num_corrupted(num_patches: int, rho: float) -> int:
-    """k = round(rho N), the patches corrupted per image."""
-    return int(round(rho * num_patches))
+    """The patches the authors' quantile rule corrupts per image: those of N distinct scores at or below
+    ``torch.quantile(scores, rho)`` (linear interpolation; float32, as their STE casts), floor(rho (N - 1)) + 1."""
+    ranks = torch.arange(num_patches, dtype=torch.float32)                     # stands for any N distinct scores
+    return int((ranks <= torch.quantile(ranks, rho)).sum())
 
 
 class _LowestToZero(torch.autograd.Function):
@@ -138,17 +143,29 @@ def alignment_loss(outs: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
     return torch.stack([F.mse_loss(h[:batch].float(), h[batch:].float()) for h in outs]).mean()
 
 
-def corruptor_step(corruptor: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
-    """Ascend: average C's gradient over ranks, negate it, clip its norm, step, clear."""
+def corruptor_step(corruptor: nn.Module, optimizer: torch.optim.Optimizer, step_norm: float) -> None:
+    """Ascend: average C's gradient over ranks, negate it, rescale it to norm ``step_norm``, step, clear.
+
+    Why rescale rather than clip: the authors clip C's gradient to norm 5 while it still carries the mixed-precision
+    loss scale (timm's NativeScaler unscales only the classifier's optimiser; GradScaler starts at 2^16 and doubles
+    every 2000 overflow-free steps), so a raw gradient of ~1e-4 arrives as ~10 and every clipped step is a full
+    norm-5 step: in effect SGD on the normalised ascent direction. vitbench has no loss scale (bf16 autocast or
+    fp32), and clipping the raw gradient (~2e-4 here, 20,000x below the clip) leaves C nearly still, with
+    weight decay ~500x the gradient: C was a fixed random function. Rescaling gives the authors' step on any device.
+    Weight decay acts as theirs does: SGD adds wd * theta after the clip, a pull of 0.05 |theta| (~0.1 for the
+    digits ViT's C, ~0.4 for ImageNet's 196 patches) against the norm-5 ascent, shrinking C slowly without
+    turning the step around. A zero gradient (lambda = 0) stays zero.
+    """
     import torch.distributed as dist
     grads = [p.grad for p in corruptor.parameters() if p.grad is not None]
     if dist.is_available() and dist.is_initialized():
         for g in grads:
             dist.all_reduce(g)
             g.div_(dist.get_world_size())
-    for g in grads:
-        g.neg_()
-    nn.utils.clip_grad_norm_(corruptor.parameters(), max_norm)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else None
+    if norm is not None and norm > 0:
+        for g in grads:
+            g.mul_(-step_norm / norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 
