@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,3 +43,19 @@ def best_of(repeats: int, candidates: dict[str, Callable[[], object]]) -> dict[s
             if name not in best or cpu < best[name][0]:
                 best[name] = (cpu, wall, out)
     return best
+
+
+def paired(repeats: int, candidates: dict[str, Callable[[], object]]) -> dict[str, list[tuple[float, float, object]]]:
+    """Run the candidates ``repeats`` times, the order reversed every other repeat; every run's (CPU seconds, wall
+    seconds, result), per candidate. On a shared machine the median of the per-repeat ratios of two candidates
+    varies less between invocations than the ratio of their best times."""
+    runs: dict[str, list[tuple[float, float, object]]] = {name: [] for name in candidates}
+    for r in range(repeats):
+        for name in (list(candidates) if r % 2 == 0 else list(candidates)[::-1]):
+            runs[name].append(timed(candidates[name]))
+    return runs
+
+
+def median_ratio(runs: dict[str, list[tuple[float, float, object]]], a: str, b: str) -> float:
+    """The median over repeats of CPU(a) / CPU(b), each from the same repeat."""
+    return statistics.median(ra[0] / rb[0] for ra, rb in zip(runs[a], runs[b]))

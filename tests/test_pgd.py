@@ -1,11 +1,11 @@
-"""PGD against closed-form answers on linear models, projections, step-size rules, batch independence."""
+"""PGD against closed-form answers on linear models, projections, step-size rules, batch independence, a per-sample
+reference of the documented semantics and the passes through the model."""
 
 import pytest
 import torch
 from torch import nn
 
-from vitbench.attacks.pgd import (ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, ascent, pgd, project, random_start,
-                                  step_size)
+from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, ascent, pgd, project, random_start, step_size
 
 
 class Linear2(nn.Module):
@@ -171,7 +171,8 @@ def test_pgd_equals_the_per_sample_reference(norm, early_stop, masked, restarts)
     model, x, y, mask, eps = _mlp_case(norm, masked)
     gen = torch.Generator().manual_seed(1)
     inits = [random_start(tuple(x.shape), norm=norm, eps=eps, generator=gen) for _ in range(restarts)]
-    kw = dict(norm=norm, eps=eps, steps=6, alpha=step_size(eps, 6), inits=inits, early_stop=early_stop, mask=mask)
+    kw = {"norm": norm, "eps": eps, "steps": 6, "alpha": step_size(eps, 6), "inits": inits, "early_stop": early_stop,
+          "mask": mask}
     res = pgd(model, x, y, **kw)
     ref = _reference_pgd(model, x, y, **kw)
     assert res.success.tolist() == [r[1] for r in ref]
