@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: an isolated VITBENCH_HOME, timing, ratio tables."""
+"""Shared helpers for the benchmark scripts: an isolated VITBENCH_HOME, timing, ratios, passes through the model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -59,3 +60,35 @@ def paired(repeats: int, candidates: dict[str, Callable[[], object]]) -> dict[st
 def median_ratio(runs: dict[str, list[tuple[float, float, object]]], a: str, b: str) -> float:
     """The median over repeats of CPU(a) / CPU(b), each from the same repeat."""
     return statistics.median(ra[0] / rb[0] for ra, rb in zip(runs[a], runs[b]))
+
+
+class PassCounter:
+    """Counts passes through the model (the modules ``is_model`` accepts) by kind, with their images:
+    'forward+graph', 'backward', 'forward' (no graph)."""
+
+    def __init__(self, is_model: Callable[[object], bool]) -> None:
+        self.is_model, self.calls, self.images = is_model, Counter(), Counter()
+
+    def _add(self, kind: str, n: int) -> None:
+        self.calls[kind] += 1
+        self.images[kind] += n
+
+    def _hook(self, module, inputs, output) -> None:
+        if not self.is_model(module):
+            return
+        n = len(inputs[0])
+        if output.requires_grad:
+            self._add("forward+graph", n)
+            output.register_hook(lambda grad: self._add("backward", len(grad)))
+        else:
+            self._add("forward", n)
+
+    def count(self, fn: Callable[[], object]) -> str:
+        """Run ``fn`` once, counting; returns the counts as text."""
+        import torch
+        self.calls.clear()
+        self.images.clear()
+        with torch.nn.modules.module.register_module_forward_hook(self._hook):
+            fn()
+        return ", ".join(f"{self.calls[k]} {k} ({self.images[k]} images)"
+                         for k in ("forward+graph", "backward", "forward") if self.calls[k])

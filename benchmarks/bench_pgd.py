@@ -22,43 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_ratio, paired  # noqa: E402
-
-
-class PassCounter:
-    """Counts the model's passes by kind: 'forward+graph', 'backward', 'forward' (no graph), with images."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model, self.calls, self.images = model, Counter(), Counter()
-
-    def _add(self, kind: str, n: int) -> None:
-        self.calls[kind] += 1
-        self.images[kind] += n
-
-    def _hook(self, module, inputs, output) -> None:
-        if module is not self.model:
-            return
-        n = len(inputs[0])
-        if output.requires_grad:
-            self._add("forward+graph", n)
-            output.register_hook(lambda grad: self._add("backward", len(grad)))
-        else:
-            self._add("forward", n)
-
-    def count(self, fn) -> str:
-        self.calls.clear()
-        self.images.clear()
-        with torch.nn.modules.module.register_module_forward_hook(self._hook):
-            fn()
-        return ", ".join(f"{self.calls[k]} {k} ({self.images[k]} images)"
-                         for k in ("forward+graph", "backward", "forward") if self.calls[k])
+from _common import PassCounter, median_ratio, paired  # noqa: E402
 
 
 def main() -> None:
@@ -116,7 +86,7 @@ def main() -> None:
         return [pgd(model, x, y, norm="linf", eps=eps, steps=steps, alpha=alpha, inits=[start], early_stop=False)
                 for (x, y, _), start in zip(batches, starts)]
 
-    counter = PassCounter(model)
+    counter = PassCounter(lambda module: module is model)
     passes = {"torchattacks": counter.count(theirs), "torchattacks + scoring": counter.count(theirs_scored),
               "vitbench": counter.count(ours)}
     names = ("torchattacks", "torchattacks + scoring", "vitbench")
