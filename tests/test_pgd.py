@@ -1,10 +1,11 @@
-"""PGD against closed-form answers on linear models, projections, step-size rules, batch independence."""
+"""PGD against closed-form answers on linear models, projections, step-size rules, batch independence, a per-sample
+reference of the documented semantics and the passes through the model."""
 
 import pytest
 import torch
 from torch import nn
 
-from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, pgd, project, random_start, step_size
+from vitbench.attacks.pgd import ALPHA_FACTOR_LIGHT, ALPHA_FACTOR_MADRY, ascent, pgd, project, random_start, step_size
 
 
 class Linear2(nn.Module):
@@ -113,3 +114,117 @@ def test_masked_step_spends_the_whole_step_inside_the_mask(norm):
     inside = delta.flatten(1)
     size = inside.norm(dim=1) if norm == "l2" else inside.abs().max(dim=1).values
     assert torch.allclose(size, torch.full((4,), 0.2), atol=1e-5)
+
+
+def _reference_pgd(model, x, y, *, norm, eps, steps, alpha, inits, early_stop, mask=None):
+    """The documented semantics written out one sample at a time, every iterate scored, no batching."""
+    out = []
+    for i in range(len(x)):
+        xi, yi = x[i:i + 1], y[i:i + 1]
+        mi = None if mask is None else mask[i:i + 1]
+        kept, broken, used = None, False, 0
+        for init in inits:
+            if early_stop and broken:
+                break
+            delta = torch.zeros_like(xi) if init is None else init[i:i + 1].to(xi)
+            delta = delta if mi is None else delta * mi
+            delta = (xi + project(delta, norm=norm, eps=eps)).clamp(0, 1) - xi
+            for step in range(steps + 1):
+                xa = (xi + delta).requires_grad_(True)
+                logits = model(xa)
+                loss = nn.functional.cross_entropy(logits, yi)
+                wrong = bool(logits.argmax(1) != yi)
+                if step == steps or (early_stop and wrong):
+                    break
+                grad = torch.autograd.grad(loss, xa)[0]
+                grad = grad if mi is None else grad * mi
+                used += 1
+                delta = (xi + project(delta + alpha * ascent(grad, norm), norm=norm, eps=eps)).clamp(0, 1) - xi
+            if wrong or not broken:  # a restart's example replaces the kept one unless only the kept one broke
+                kept = (xa.detach()[0], float(loss.detach()))
+            broken = broken or wrong
+        out.append((kept[0], broken, kept[1], used))
+    return out
+
+
+def _mlp_case(norm, masked, n=24, seed=0):
+    """A small random MLP in float64 (so batching changes nothing beyond 1e-12) and images it half breaks."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 4)).double()
+    x = torch.rand(n, 3, 4, 4, dtype=torch.float64)
+    y = model(x).argmax(1).detach()  # clean-correct everywhere
+    mask = None
+    if masked:
+        mask = torch.zeros(n, 1, 4, 4, dtype=torch.float64)
+        mask[:, :, 1:3, :] = 1
+    eps = 0.1 if norm == "linf" else 0.4
+    return model, x, y, mask, eps
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("early_stop", [True, False])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_pgd_equals_the_per_sample_reference(norm, early_stop, masked, restarts):
+    """The batched attack (samples leaving as they break, one scoring pass at the end) gives every sample exactly
+    what attacking it alone with every iterate scored gives: example, success, loss at the example, steps used."""
+    model, x, y, mask, eps = _mlp_case(norm, masked)
+    gen = torch.Generator().manual_seed(1)
+    inits = [random_start(tuple(x.shape), norm=norm, eps=eps, generator=gen) for _ in range(restarts)]
+    kw = {"norm": norm, "eps": eps, "steps": 6, "alpha": step_size(eps, 6), "inits": inits, "early_stop": early_stop,
+          "mask": mask}
+    res = pgd(model, x, y, **kw)
+    ref = _reference_pgd(model, x, y, **kw)
+    assert res.success.tolist() == [r[1] for r in ref]
+    assert res.steps_used.tolist() == [r[3] for r in ref]
+    assert torch.allclose(res.x_adv, torch.stack([r[0] for r in ref]), atol=1e-9)
+    assert torch.allclose(res.loss, torch.tensor([r[2] for r in ref], dtype=res.loss.dtype), atol=1e-6)
+    assert 0 < int(res.success.sum()) < len(x)  # the case is not trivial
+    if early_stop:  # samples leave at different steps
+        assert len(set(res.steps_used[res.success].tolist())) > 1
+
+
+class _Counting(nn.Module):
+    """Wraps a model and logs (batch size, grad enabled) per forward and the batch size of each backward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.forwards, self.backwards = model, [], []
+
+    def forward(self, x):
+        out = self.model(x)
+        self.forwards.append((len(x), torch.is_grad_enabled()))
+        if out.requires_grad:
+            out.register_hook(lambda g: self.backwards.append(len(g)))
+        return out
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_pass_counts(early_stop):
+    """Each sample goes through the model once per iterate it reaches: used + 1 times (its first misclassified
+    iterate, or the final one scored without a graph); without early stop every pass is the whole batch."""
+    model, x, y, _, eps = _mlp_case("linf", False)
+    counted = _Counting(model)
+    init = random_start(tuple(x.shape), norm="linf", eps=eps, generator=torch.Generator().manual_seed(1))
+    res = pgd(counted, x, y, norm="linf", eps=eps, steps=6, alpha=step_size(eps, 6), inits=[init],
+              early_stop=early_stop)
+    assert sum(b for b, _ in counted.forwards) == int((res.steps_used + 1).sum())
+    assert [g for _, g in counted.forwards] == [True] * 6 + [False]  # some samples survive: 6 steps, 1 scoring
+    assert counted.backwards == [b for b, _ in counted.forwards[:-1]]
+    if not early_stop:
+        assert counted.forwards == [(len(x), True)] * 6 + [(len(x), False)]
+
+
+def test_a_step_that_breaks_every_sample_left_skips_its_backward():
+    model, x, y, _, _ = _mlp_case("linf", False)
+    counted = _Counting(model)
+    res = pgd(counted, x, (y + 1) % 4, norm="linf", eps=0.1, steps=5, alpha=0.05, inits=[None])  # all wrong
+    assert bool(res.success.all()) and res.steps_used.tolist() == [0] * len(x)
+    assert counted.forwards == [(len(x), True)] and counted.backwards == []
+    assert torch.equal(res.x_adv, x)
+
+
+def test_no_runs_leave_the_clean_images_unbroken():
+    model, x, y, _, _ = _mlp_case("linf", False)
+    res = pgd(model, x, y, norm="linf", eps=0.1, steps=5, alpha=0.05, inits=[])
+    assert torch.equal(res.x_adv, x) and not bool(res.success.any()) and not bool(res.steps_used.any())

@@ -96,58 +96,101 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: f
                  for i in range(0, len(x), batch_size)]
         return PGDResult(*(torch.cat([getattr(r, f.name) for r in parts]) for f in fields(PGDResult)))
     x = x.detach()
-    best = x.clone()
-    success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    loss_out = torch.zeros(len(x), device=x.device)
-    used = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    out = None
     for init in inits:
-        active = (~success).nonzero().flatten() if early_stop else torch.arange(len(x), device=x.device)
+        if out is None:  # the first run attacks every sample: no gathering
+            out = PGDResult(*_pgd_run(model, x, y, norm=norm, eps=eps, steps=steps, alpha=alpha, init=init,
+                                      early_stop=early_stop, mask=mask))
+            continue
+        active = (~out.success).nonzero().flatten() if early_stop else torch.arange(len(x), device=x.device)
         if len(active) == 0:
             break
-        adv, broke, loss, n = _pgd_run(model, x[active], y[active], norm=norm, eps=eps, steps=steps, alpha=alpha,
-                                       init=None if init is None else init[active], early_stop=early_stop,
-                                       mask=None if mask is None else mask[active])
-        take = broke | ~success[active]
-        best[active[take]] = adv[take]
-        loss_out[active[take]] = loss[take]
-        success[active] |= broke
-        used[active] += n
-    return PGDResult(best, success, loss_out, used)
+        run = _pgd_run(model, x[active], y[active], norm=norm, eps=eps, steps=steps, alpha=alpha,
+                       init=None if init is None else init[active], early_stop=early_stop,
+                       mask=None if mask is None else mask[active])
+        _merge(out, active, *run)
+    if out is None:  # no runs: the clean images, unbroken
+        zeros = torch.zeros(len(x), device=x.device)
+        return PGDResult(x.clone(), zeros.bool(), zeros, zeros.long())
+    return out
 
 
-def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
-    """One PGD run. Returns (x_adv, broken, loss at x_adv, steps used) for the batch."""
+def _merge(out: PGDResult, active: torch.Tensor, adv, broke, loss, used) -> None:
+    """Fold a restart on samples ``active`` into ``out``: its example replaces the kept one unless only the kept
+    one is misclassified."""
+    take = broke | ~out.success[active]
+    out.x_adv[active[take]] = adv[take]
+    out.loss[active[take]] = loss[take]
+    out.success[active] |= broke
+    out.steps_used[active] += used
+
+
+def _start(x, init, *, norm, eps, mask):
+    """The first perturbation: ``init`` (or zero) restricted to the mask, projected into the ball and the box."""
     delta = torch.zeros_like(x) if init is None else init.to(x)
     if mask is not None:
         delta = delta * mask
-    delta = (x + project(delta, norm=norm, eps=eps)).clamp(0, 1) - x
-    out_adv = x + delta
-    broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    out_loss = torch.zeros(len(x), device=x.device)
-    used = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    idx = torch.arange(len(x), device=x.device)  # positions of the still-active samples
-    for step in range(steps + 1):
-        xa = (x[idx] + delta[idx]).requires_grad_(step < steps)
-        with torch.enable_grad() if step < steps else torch.no_grad():  # the last pass only scores
+    return (x + project(delta, norm=norm, eps=eps)).clamp(0, 1) - x
+
+
+def _update(delta, grad, x, *, norm, eps, alpha):
+    """One ascent step of the perturbation, projected into the ball and then the box (x + delta in [0, 1])."""
+    delta = project(delta + alpha * ascent(grad, norm), norm=norm, eps=eps)
+    return (x + delta).clamp_(0, 1).sub_(x)
+
+
+class _Outcome:
+    """Per-sample results of one run, written once per sample: when it leaves the attack, or at the end."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x_adv = torch.empty_like(x)
+        self.broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.loss = torch.zeros(len(x), device=x.device)
+        self.used = torch.zeros(len(x), dtype=torch.long, device=x.device)
+
+    def record(self, pos, xa, losses, broken, used: int) -> None:
+        self.x_adv[pos] = xa
+        self.loss[pos] = losses.to(self.loss.dtype)  # float32 whatever the model computes in
+        self.broken[pos] = broken
+        self.used[pos] = used
+
+    def result(self):
+        return self.x_adv, self.broken, self.loss, self.used
+
+
+def _pgd_run(model, x, y, *, norm, eps, steps, alpha, init, early_stop, mask):
+    """One PGD run. Returns (x_adv, broken, loss at x_adv, steps used) for the batch.
+
+    The samples still attacked are kept as compact tensors (A, C, H, W), ``pos`` their places in the batch. With
+    early stop a sample leaves at its first misclassified iterate, recorded then; a step that breaks every sample
+    left skips its backward pass. The others are recorded after one scoring pass (no graph) at the final iterate.
+    Without early stop nothing leaves and the loop never reads a value back from the device.
+    """
+    delta = _start(x, init, norm=norm, eps=eps, mask=mask)
+    out = _Outcome(x)
+    pos = torch.arange(len(x), device=x.device)
+    for step in range(steps):
+        xa = (x + delta).requires_grad_(True)
+        with torch.enable_grad():
             logits = model(xa)
-            losses = F.cross_entropy(logits, y[idx], reduction="none")
-            grad = torch.autograd.grad(losses.sum(), xa)[0] if step < steps else None
-        wrong = logits.argmax(1) != y[idx]
-        out_adv[idx] = xa.detach()
-        out_loss[idx] = losses.detach()
-        broken[idx] = (broken[idx] | wrong) if early_stop else wrong
-        if step == steps:
-            break
+            losses = F.cross_entropy(logits, y, reduction="none")
+        keep = None
         if early_stop:
-            keep = ~wrong
-            idx, grad = idx[keep], grad[keep]
-            if len(idx) == 0:
-                break
-        used[idx] += 1
+            wrong = logits.argmax(1) != y
+            if bool(wrong.any()):
+                out.record(pos[wrong], xa.detach()[wrong], losses.detach()[wrong], True, step)
+                keep = ~wrong
+                if not bool(keep.any()):
+                    return out.result()
+        grad = torch.autograd.grad(losses.sum(), xa)[0]
+        if keep is not None:
+            grad, pos, x, y, delta = grad[keep], pos[keep], x[keep], y[keep], delta[keep]
+            mask = None if mask is None else mask[keep]
         if mask is not None:  # before normalising: the whole L2 step lands inside the mask
-            grad = grad * mask[idx]
-        step_dir = ascent(grad, norm)
-        new = delta[idx] + alpha * step_dir
-        new = project(new, norm=norm, eps=eps)
-        delta[idx] = (x[idx] + new).clamp(0, 1) - x[idx]
-    return out_adv, broken, out_loss, used
+            grad = grad * mask
+        delta = _update(delta, grad, x, norm=norm, eps=eps, alpha=alpha)
+    with torch.no_grad():  # the final iterate only needs a score
+        xa = x + delta
+        logits = model(xa)
+        out.record(pos, xa, F.cross_entropy(logits, y, reduction="none"), logits.argmax(1) != y, steps)
+    return out.result()
