@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,6 +455,27 @@ class Store:
     def clock(self) -> float:
         """The database's clock (seconds since the epoch) that lease expiries are written in."""
         return float(self.select(f"SELECT {self._sql.clock}")[0][0])
+
+    def merge_rows(self, evals: Sequence[tuple], chunks: Sequence[tuple[tuple, Callable[[], list[tuple]]]],
+                   runs: Sequence[tuple]) -> int:
+        """Insert rows copied from another store in one transaction (see :func:`vitbench.store_admin.merge`):
+        evaluations (the 13 columns of ``evals``), chunks (the columns of ``chunks``) each with a function that
+        reads its (idx, sample_id, record) samples, and runs (every column but run_id); returns the samples
+        inserted."""
+        def go() -> int:
+            inserted = 0
+            with self._tx():
+                for row in evals:
+                    self._x(f"INSERT INTO evals VALUES ({','.join('?' * 13)}) ON CONFLICT DO NOTHING", row)
+                for chunk, read in chunks:
+                    rows = [(chunk[0], chunk[1], chunk[2], idx, sid, rec) for idx, sid, rec in read()]
+                    self._insert_chunk(rows, chunk)
+                    inserted += len(rows)
+                for run in runs:
+                    self._sql.insert_id(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 16)})", run,
+                                        "run_id")
+            return inserted
+        return self._run(go)
 
     # -- runs -------------------------------------------------------------------------------------------------
     def add_run(self, *, eval_key: str, model: str, dataset: str, data_fingerprint: str, label_space: str,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
-from vitbench.cli._common import add_threat_args, load_zoo, progress_bar
+from vitbench.cli._common import add_store_arg, add_threat_args, load_zoo, progress_bar
 
 
 def add_parser(sub, parent) -> None:
@@ -39,6 +41,10 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
     p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
+    add_store_arg(p)
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local worker processes sharing the work through chunk leases, each with its share of the "
+                        "CPU threads or its own GPU (default 1)")
 
 
 class _Bar:
@@ -55,15 +61,25 @@ class _Bar:
         self.bar.advance(work, examples)
 
 
+def _evaluation(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`vitbench.api.evaluate_many` the bench options give."""
+    return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples, "seed": args.seed,
+            "device": args.device, "batch_size": args.batch_size, "chunk_size": args.chunk_size}
+
+
 def execute(args: argparse.Namespace, entries, preset) -> list:
-    """Run the preset on the entries through :func:`vitbench.api.evaluate_many`; returns the RunResults (rank 0)
-    and prints nothing."""
+    """Run the preset on the entries through :func:`vitbench.api.evaluate_many`; returns the RunResults this
+    process aggregated and prints nothing else than a note when other workers finished some."""
     from vitbench.api import evaluate_many
     with progress_bar(0, "vitbench") as bar:
-        reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
-                                n_examples=args.n_examples, seed=args.seed, device=args.device,
-                                batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar))
-    return [result for report in reports for result in report.results]
+        reports = evaluate_many(entries, args.data, preset=preset, progress=_Bar(bar), workers=args.workers,
+                                **_evaluation(args))
+    results = [result for report in reports for result in report.results]
+    expected = len(entries) * len(preset.items)
+    if 0 < expected - len(results) and os.environ.get("RANK", "0") == "0":
+        print(f"vitbench: {expected - len(results)} of {expected} suite runs were finished by other workers sharing "
+              "this store (see `vitbench status` and `vitbench leaderboard`)", file=sys.stderr)
+    return results
 
 
 def print_results(results, *, as_json: bool) -> None:
