@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from vitbench.data.base import EvalDataset
     from vitbench.engine import RunResult
+    from vitbench.slurm import SlurmOptions, Submission
     from vitbench.store import Store
     from vitbench.zoo.schema import Zoo, ZooEntry
     from vitbench.zoo.wrapper import RobustModel
@@ -421,6 +422,33 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     finally:
         if owned:
             opened.close()
+
+
+def submit(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *, slurm: SlurmOptions,
+           suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+           eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+           device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+           store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None) -> Submission:
+    """:func:`evaluate_many` as a Slurm job array of lease workers (through submitit, ``vitbench[slurm]``).
+
+    Suite runs already stored are aggregated at once; the array's jobs share the others through chunk leases in
+    ``store``, which the nodes must reach (a ``postgresql://`` URL, or a SQLite file on a shared disk).
+
+    Args:
+        slurm: the array's size and resources (:class:`vitbench.slurm.SlurmOptions`).
+        others: as for :func:`evaluate_many` (the models must be zoo models or picklable).
+
+    Returns:
+        A :class:`vitbench.slurm.Submission`: ``array_id``, ``jobs``, ``folder`` (logs), ``reports()`` (waits).
+
+    Raises:
+        VitbenchError: bad input, submitit missing, no ``sbatch`` on this machine, before anything is submitted.
+    """
+    from vitbench.slurm import submit as submit_array
+    prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
+                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo)
+    opened, _ = _store(store)  # kept open for Submission.reports()
+    return submit_array(prepared, opened, slurm)
 
 
 def _cost(job) -> float:

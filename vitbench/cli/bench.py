@@ -13,6 +13,7 @@ from vitbench.cli._common import add_store_arg, add_threat_args, load_zoo, progr
 def add_parser(sub, parent) -> None:
     p = sub.add_parser("bench", help="run a battery of suites on zoo models and store the results", parents=[parent])
     add_bench_args(p)
+    add_slurm_args(p)
     p.set_defaults(func=run)
 
 
@@ -44,7 +45,24 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     add_store_arg(p)
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="local worker processes sharing the work through chunk leases, each with its share of the "
-                        "CPU threads or its own GPU (default 1)")
+                        "CPU threads or its own GPU (with --slurm: the job array's size) (default 1)")
+
+
+def add_slurm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Slurm", "submit a job array of lease workers through submitit (vitbench[slurm])")
+    g.add_argument("--slurm", action="store_true", help="submit --workers N array jobs instead of running here")
+    g.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    g.add_argument("--gpus-per-worker", type=int, default=0, metavar="G", help="GPUs per array job (default 0)")
+    g.add_argument("--cpus-per-worker", type=int, metavar="C", help="CPUs per array job (default: Slurm's)")
+    g.add_argument("--time-min", type=float, default=60.0, metavar="T",
+                   help="time limit per job in minutes; a job that runs out requeues and continues (default 60)")
+    g.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=lab or qos=high (repeatable)")
+    g.add_argument("--slurm-folder", metavar="DIR",
+                   help="where submitit keeps job files and logs (default: $VITBENCH_HOME/slurm); on a shared disk")
+    g.add_argument("--wait", action="store_true", help="wait for the array and print the table")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
+                   help="local: run the array as local processes through submitit's local executor (tests, laptops)")
 
 
 class _Bar:
@@ -105,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         from vitbench.zoo.epochs import expand_checkpoints
         entries = [e for entry in entries for e in (*expand_checkpoints(entry), entry)]
     preset = preset_from_suites(args.suite) if args.suite else load_preset(args.preset or "standard")
+    if args.slurm:
+        from vitbench.cli._slurm import submit
+        return submit(args, entries, preset, _evaluation(args))
     results = execute(args, entries, preset)
     if results:
         print_results(results, as_json=args.json)
