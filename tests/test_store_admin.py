@@ -148,3 +148,24 @@ def test_check_says_an_older_store_is_read_as_it_is(cli, tmp_path):
     assert res.code == 1 and "schema version 1, this vitbench writes 3" in res.out, res
     assert "1 chunks of evaluation k, which is not in evals" in res.out  # V1_SCHEMA stores no evals row
     assert Store(path, migrate=False).schema_version() == 1  # checking changed nothing
+
+
+def test_the_read_path_imports_no_torch(cli, store_url, tmp_path):
+    """leaderboard, status, store check and store merge read a store of either backend without importing torch."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    assert cli(*BENCH, "--store", store_url).code == 0
+    script = (
+        "import sys\n"
+        "from vitbench.cli.main import main\n"
+        f"for argv in (['leaderboard', '--store', {store_url!r}], ['status', '--store', {store_url!r}],\n"
+        f"             ['store', 'check', {store_url!r}],\n"
+        f"             ['store', 'merge', {store_url!r}, '--into', {str(tmp_path / 'copy.sqlite')!r}]):\n"
+        "    assert main(argv) == 0, argv\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(),
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "| digits-vit.light | clean" in res.stdout and ": ok (" in res.stdout

@@ -54,7 +54,7 @@ def work(spec: WorkerSpec) -> list[tuple[Position, Any]]:
     logging.basicConfig(level=spec.log_level, format="vitbench: %(message)s")
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    setup = _reopened(spec.setup, spec.device)
+    setup = reopened(spec.setup, spec.device)
     store = open_store(spec.store)
     try:
         engine = setup.engine(store, shared=True, lease_s=spec.lease_s)
@@ -82,7 +82,7 @@ def release_active() -> None:
                 store.close()
 
 
-def _reopened(setup, device: str | None):
+def reopened(setup, device: str | None = None):
     """The setup as a worker uses it: its dataset opened here (from the spec string), on its own device."""
     from vitbench.api import _data
     dataset = _data(setup.data) if isinstance(setup.data, str) else setup.dataset
