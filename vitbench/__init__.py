@@ -3,11 +3,15 @@
 The Python API (each documented in :mod:`vitbench.api`):
 
 - :func:`load_model` a zoo model; :func:`wrap` any network in memory;
-- :func:`evaluate` a model on a dataset with suites or a preset, returning a :class:`Report`.
+- :func:`evaluate` a model on a dataset with suites or a preset, returning a :class:`Report`;
+- :func:`compare` two models on the examples both were evaluated on (paired tests);
+- :func:`leaderboard` of what is stored, every number with its interval.
 """
 
 __version__ = "0.1.0"
 
-from vitbench.api import Report, SuiteReport, evaluate, load_model, wrap  # noqa: E402
+from vitbench.api import (Leaderboard, Report, SuiteReport, compare, evaluate, evaluate_many,  # noqa: E402
+                          leaderboard, load_model, wrap)
 
-__all__ = ["Report", "SuiteReport", "__version__", "evaluate", "load_model", "wrap"]
+__all__ = ["Leaderboard", "Report", "SuiteReport", "__version__", "compare", "evaluate", "evaluate_many", "leaderboard",
+           "load_model", "wrap"]

@@ -276,14 +276,15 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
              eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
              device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
              store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-             progress: Progress | None = None) -> Report:
+             progress: Progress | None = None, interval: str = "wilson",
+             resamples: int = 1000) -> Report:
     """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
 
     Args:
         model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
         data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
-        suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress: as for
-            :func:`evaluate_many`.
+        suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress, interval,
+            resamples: as for :func:`evaluate_many`.
 
     Returns:
         A :class:`Report` of every suite run.
@@ -294,7 +295,7 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
     """
     return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
                          seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
-                         zoo=zoo, progress=progress)[0]
+                         zoo=zoo, progress=progress, interval=interval, resamples=resamples)[0]
 
 
 def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
@@ -302,7 +303,8 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
                   eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
                   device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-                  progress: Progress | None = None) -> list[Report]:
+                  progress: Progress | None = None, interval: str = "wilson",
+                  resamples: int = 1000) -> list[Report]:
     """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
 
     Args:
@@ -319,6 +321,9 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
         store: a SQLite path, an open Store, or None for ``$VITBENCH_STORE`` / ``$VITBENCH_HOME/results.sqlite``.
         zoo: a user zoo file for zoo names.
         progress: a :class:`Progress` told the work to do and each stored chunk.
+        interval: the 95% interval of accuracies, ``wilson`` or ``clopper-pearson``; other metrics get a seeded
+            percentile bootstrap over examples with ``resamples`` resamples (0: none). Neither changes the evaluation
+            key: a rerun with other values is a cache hit that aggregates again.
 
     Returns:
         One :class:`Report` per model (on torchrun ranks other than 0: empty reports).
@@ -329,8 +334,13 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     from vitbench.engine import DEFAULT_CHUNK_SIZE, Engine, Options, resolve_device
     from vitbench.suites import get_suite
     from vitbench.threat import parse_eps, parse_norm
+    from vitbench.intervals import IntervalOptions
+    try:
+        intervals = IntervalOptions(method=interval, resamples=resamples, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                      device=device or "auto", batch_size=batch_size or 256)
+                      device=device or "auto", batch_size=batch_size or 256, intervals=intervals)
     if options.batch_size < 1 or options.chunk_size < 1:
         raise VitbenchError("batch_size and chunk_size must be >= 1")
     resolve_device(options.device)  # a wrong device fails before any data is opened or stored
@@ -343,7 +353,7 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     opened, owned = _store(store)
     try:
         engine = Engine(opened, options, progress=lambda name, job, n: progress.advance(
-            name, job.suite, n * get_suite(job.suite).cost(job.config), n))
+            name, job.suite, n * get_suite(job.suite).cost(job.config), n), zoo=None if zoo is None else _zoo(zoo))
         for entry, in_memory in targets:
             if in_memory is not None:
                 engine.models.put(entry, in_memory)
@@ -386,3 +396,120 @@ def resolve_jobs(battery, entry: ZooEntry, overrides: dict, dataset: EvalDataset
 def report_json(reports: Sequence[Report]) -> str:
     """The JSON ``vitbench bench --json`` prints for several models."""
     return json.dumps([item for report in reports for item in report.to_json()], indent=2)
+
+
+# -- the leaderboard --------------------------------------------------------------------------------------------
+
+def _current(runs, zoo) -> dict[str, str | None]:
+    from vitbench.zoo.identity import current_fingerprint
+    zoo = _zoo(zoo)
+    return {name: current_fingerprint(zoo, name) for name in {r.model for r in runs}}
+
+
+def _runs(store: str | os.PathLike | Store | None) -> list:
+    opened, owned = _store(store)
+    try:
+        return opened.runs()
+    finally:
+        if owned:
+            opened.close()
+
+
+def compare(a: str, b: str, *, data: str | None = None, suite: str | None = None,
+            store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None):
+    """Two models on the examples both were evaluated on: for each accuracy, the paired difference with its 95%
+    interval (Newcombe) and an exact McNemar test on the per-example outcomes.
+
+    Args:
+        a, b: zoo names (their current versions are compared).
+        data: only results on this dataset spec or label space.
+        suite: only this suite's metrics (clean accuracy always joins).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        A :class:`vitbench.board.compare.Comparison` (``.paired``, ``.to_json()``, ``.to_markdown()``).
+
+    Raises:
+        VitbenchError: when a model has no results, or the two never saw the same examples.
+    """
+    from vitbench.board.compare import compare_models
+    runs = _runs(store)
+    known = {r.model for r in runs}
+    for name in (a, b):
+        if name not in known:
+            _zoo(zoo).get(name)  # an unknown name gets "did you mean"; a known one falls through to "no results"
+    return compare_models(runs, a, b, data=data, suite=suite, current=_current(runs, zoo))
+
+
+@dataclass
+class Leaderboard:
+    """Leaderboard rows computed from the store: ``rows`` (sorted, with rank groups), and each format.
+
+    ``comparison`` holds the merge with a reference leaderboard when one was asked for (``compare=``).
+    """
+
+    rows: list
+    strict: bool = False
+    comparison: Any = None
+
+    def ranks(self) -> list[str | None]:
+        """The rank shown for each row (``1``, ``2=``, ``2=``; see :mod:`vitbench.board.tables`)."""
+        from vitbench.board.tables import rank_labels
+        return rank_labels(self.rows, strict=self.strict)
+
+    def render(self, fmt: str = "md", ci: str = "pm") -> str:
+        """The table in a format (md, csv, json, latex), with intervals as ``ci`` says."""
+        from vitbench.board.tables import render
+        return render(self.rows, fmt, ci=ci, strict=self.strict)
+
+    def to_markdown(self, ci: str = "pm") -> str:
+        return self.render("md", ci)
+
+    def to_csv(self) -> str:
+        return self.render("csv")
+
+    def to_latex(self, ci: str = "pm") -> str:
+        return self.render("latex", ci)
+
+    def to_json(self) -> str:
+        """Exactly what ``vitbench leaderboard --json`` prints."""
+        return self.render("json")
+
+
+def leaderboard(*, data: str | None = None, norm: str | None = None, eps: float | str | None = None,
+                models: Sequence[str] | None = None, compare: str | None = None, allow_mismatch: bool = False,
+                strict_ranks: bool = False, all_versions: bool = False,
+                store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None
+                ) -> Leaderboard:
+    """The leaderboard of what is stored: one row per model version and setup, every number with its interval.
+
+    Args:
+        data: only this dataset spec or label space (``digits``, ``imagenet``).
+        norm, eps: only rows of this threat model.
+        models: only these models.
+        compare: a reference leaderboard (``vitbench list references``) to merge comparable rows into.
+        allow_mismatch: with ``compare``, show rows of other setups, flagged and unranked.
+        strict_ranks: number rows 1, 2, 3 even where a difference is within noise.
+        all_versions: also rows of weights the zoo no longer holds (``NAME@SHA8``).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        A :class:`Leaderboard`.
+
+    Raises:
+        VitbenchError: an unknown reference, or (with ``compare``) no comparable row.
+    """
+    from vitbench.board.tables import build_rows
+    from vitbench.threat import parse_eps, parse_norm
+    runs = _runs(store)
+    rows = build_rows(runs, data=data, norm=None if norm is None else parse_norm(norm),
+                      eps=None if eps is None else parse_eps(eps), models=models, current=_current(runs, zoo),
+                      all_versions=all_versions)
+    comparison = None
+    if compare is not None:
+        from vitbench.board.references import compare as merge
+        from vitbench.board.references import load_reference
+        published = {name: e.provenance.robustbench_name for name, e in _zoo(zoo).entries.items()
+                     if e.provenance.robustbench_name}
+        comparison = merge(rows, load_reference(compare), allow_mismatch=allow_mismatch, published=published)
+    return Leaderboard(rows, strict_ranks, comparison)

@@ -38,6 +38,10 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
     p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
     p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
+    p.add_argument("--interval", choices=("wilson", "clopper-pearson"), default="wilson",
+                   help="95%% interval of accuracies (default wilson); other metrics get a bootstrap")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the intervals of non-accuracy metrics (default 1000; 0: none)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
 
 
@@ -62,7 +66,8 @@ def execute(args: argparse.Namespace, entries, preset) -> list:
     with progress_bar(0, "vitbench") as bar:
         reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
                                 n_examples=args.n_examples, seed=args.seed, device=args.device,
-                                batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar))
+                                batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar),
+                                interval=getattr(args, "interval", "wilson"), resamples=getattr(args, "resamples", 1000))
     return [result for report in reports for result in report.results]
 
 
