@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
-from vitbench.train.config import load_config
-from vitbench.train.loop import train
-from vitbench.train.recipes import get_recipe
-from vitbench.train.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
+from vitbench.training.config import load_config
+from vitbench.training.loop import train
+from vitbench.training.recipes import get_recipe
+from vitbench.training.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
 from vitbench.zoo.wrapper import RobustModel
 
 TINY = {"arch": "vit_tiny_patch16_224", "arch_args": dict(TINY_VIT_ARGS)}
@@ -143,7 +143,7 @@ def test_rspc_on_a_cnn_is_one_error_line(cli, tmp_path):
 def _trained_corruptor(tmp_path, **recipe_args):
     """Train RSPC for 2 epochs; (model, C at init, C trained, digits test images) to compare masks on."""
     from vitbench.data import open_dataset
-    from vitbench.train.loop import build_model
+    from vitbench.training.loop import build_model
     from vitbench.zoo.schema import Preprocessing
     config = load_config("rspc", cli=dict(TINY, epochs=2), sets=["val_data=null", "warmup_epochs=0"] + [
         f"recipe_args.{k}={v}" for k, v in recipe_args.items()])
@@ -158,7 +158,7 @@ def _trained_corruptor(tmp_path, **recipe_args):
 
 
 def _alignment(model, corruptor, mask, x) -> float:
-    from vitbench.train.recipes.rspc import alignment_loss, block_outputs
+    from vitbench.training.recipes.rspc import alignment_loss, block_outputs
     torch.manual_seed(1)                                                               # the same noise u each call
     keep = corruptor.to_pixels(mask)
     x_hat = keep * x + (1 - keep) * uniform_noise(x, model.mean, model.std, "normalised")

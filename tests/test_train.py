@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from vitbench.errors import ConfigError
-from vitbench.train.config import load_config
-from vitbench.train.loop import train
-from vitbench.train.optim import eps_at, make_optimizer, make_scheduler, scaled_lr
+from vitbench.training.config import load_config
+from vitbench.training.loop import train
+from vitbench.training.optim import eps_at, make_optimizer, make_scheduler, scaled_lr
 from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 
 TINY = {"arch": "vit_tiny_patch16_224", "epochs": 2, "batch_size": 64,
@@ -159,7 +159,7 @@ def test_train_cli_registers_entry_with_recipe(cli, tmp_path):
 
 def _scripted_holdout(monkeypatch, values):
     """Make the held-out metric follow ``values`` epoch by epoch (the model's real weights are still exported)."""
-    from vitbench.train import loop
+    from vitbench.training import loop
     real, calls = loop.accuracies, iter(values)
 
     def accuracies(model, batches, config, device, prefix):
@@ -185,7 +185,7 @@ def test_selection_exports_the_best_held_out_epoch_and_keeps_the_last(tmp_path, 
 
 def test_held_out_examples_are_never_trained_on():
     from vitbench.data import open_dataset
-    from vitbench.train.data import make_loader, split_holdout
+    from vitbench.training.data import make_loader, split_holdout
     train_idx, held = split_holdout(1297, 0.1, seed=0)
     assert (len(train_idx), len(held)) == (1167, 130) and not set(train_idx) & set(held)
     assert split_holdout(1297, 0.1, seed=0) == (train_idx, held) != split_holdout(1297, 0.1, seed=1)
@@ -230,7 +230,7 @@ def _counting_forwards(model):
 
 
 def test_batch_norm_models_get_the_clean_running_statistics_forward():
-    from vitbench.train.recipes import get_recipe
+    from vitbench.training.recipes import get_recipe
     from vitbench.zoo.wrapper import RobustModel
     config = load_config("light-recipe", sets=["eps_warmup_epochs=0"])
     recipe = get_recipe("light-recipe")
@@ -244,7 +244,7 @@ def test_batch_norm_models_get_the_clean_running_statistics_forward():
     out = recipe.loss(cnn, x, y, 0, config, recipe.setup(cnn, config, torch.device("cpu")))
     assert calls == [False, True, True]                    # attack (eval), clean (train), adversarial (train)
     torch.manual_seed(1)
-    from vitbench.train.attack import training_attack
+    from vitbench.training.attack import training_attack
     x_adv = training_attack(reference, x, y, norm="linf", eps=0.1, steps=1, alpha=0.15, mode="eval")
     with torch.no_grad():
         reference(x)
@@ -265,7 +265,7 @@ def _tiny_vit():
 
 
 def test_attack_under_mixup_uses_the_argmax_label():
-    from vitbench.train.attack import training_attack
+    from vitbench.training.attack import training_attack
     model, x = _tiny_vit().eval(), torch.rand(8, 3, 32, 32)
     soft = torch.nn.functional.one_hot(torch.arange(8) % 10, 10) * 0.6 + \
         torch.nn.functional.one_hot((torch.arange(8) + 3) % 10, 10) * 0.4                # MixUp-like targets
@@ -277,7 +277,7 @@ def test_attack_under_mixup_uses_the_argmax_label():
 
 
 def test_drop_path_applies_to_a_fine_tuned_init_entry(tiny_zoo):
-    from vitbench.train.loop import build_model
+    from vitbench.training.loop import build_model
     config = load_config("trades", cli={"init": "tiny-vit.test"}, sets=["drop_path=0.05"])
     model = build_model(config, 10, torch.device("cpu"), zoo=tiny_zoo)
     rates = [m.drop_prob for m in model.net.modules() if type(m).__name__ == "DropPath"]

@@ -398,6 +398,45 @@ def report_json(reports: Sequence[Report]) -> str:
     return json.dumps([item for report in reports for item in report.to_json()], indent=2)
 
 
+# -- training ---------------------------------------------------------------------------------------------------
+
+def train(recipe: str, *, out: str | os.PathLike | None = None, register: str | None = None,
+          device: str = "auto", resume: bool = False, force: bool = False,
+          weights_dir: str | os.PathLike | None = None, config: str | None = None, workers: int = 0,
+          bench: str | None = None, bench_data: str | None = None, zoo: str | os.PathLike | None = None,
+          **values: Any) -> ZooEntry:
+    """Train a model with a bundled recipe (``vitbench list recipes``) and return its zoo entry.
+
+    Args:
+        recipe: ``standard``, ``light-recipe``, ``canonical-recipe``, ``trades``, ``nullspace``, ``rspc``.
+        out: the run's folder (checkpoints, log; default ``$VITBENCH_HOME/runs/NAME``).
+        register: a name to register the trained model under in the user zoo (``zoo``); without it the entry is
+            returned unregistered (pointing at ``out/model.safetensors``) and can be evaluated directly.
+        device, workers, resume, force, weights_dir: as the CLI's ``--device``, ``--workers``, ``--resume``,
+            ``--force``, ``--weights-dir``.
+        config: a YAML config file, or the name of a bundled one (``trades-paper``).
+        bench, bench_data: a battery preset run on the registered model (with ``register``), and its data.
+        **values: config values (``vitbench/training/config.py``): ``arch``, ``arch_args``, ``init``, ``data``,
+            ``epochs``, ``eps`` (the final training eps), ``seed``, ``lr``, ``recipe_args``, ...
+
+    Returns:
+        The trained model's :class:`~vitbench.zoo.schema.ZooEntry` (None on torchrun ranks other than 0).
+
+    Raises:
+        VitbenchError: an unknown recipe or config key, a bad value, an --out holding another run, a --bench that
+        could not run (checked before training).
+    """
+    from pathlib import Path as _Path
+
+    from vitbench.training.config import load_config
+    from vitbench.training.run import TrainJob, config_values, run_training
+    cfg = load_config(recipe, config_file=config, cli=config_values(values))
+    job = TrainJob(out=None if out is None else _Path(out), device=device, workers=workers, resume=resume,
+                   register=register, force=force, weights_dir=None if weights_dir is None else _Path(weights_dir),
+                   bench=bench, bench_data=bench_data, zoo=None if zoo is None else str(zoo))
+    return run_training(cfg, job).entry
+
+
 # -- the leaderboard --------------------------------------------------------------------------------------------
 
 def _current(runs, zoo) -> dict[str, str | None]:

@@ -19,7 +19,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
 from vitbench.data.base import EvalDataset
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 
 _MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR,
           "bicubic": InterpolationMode.BICUBIC}

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 
 
 @dataclass
@@ -58,7 +58,7 @@ class AdversarialRecipe(Recipe):
     ``attack_alpha_factor * attack_eps / attack_steps`` (from the final eps), and the model the attack runs on."""
 
     def train_eps(self, epoch: int, config: TrainConfig) -> float:
-        from vitbench.train.optim import eps_at
+        from vitbench.training.optim import eps_at
         return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
 
     @staticmethod
@@ -107,7 +107,7 @@ def recipes() -> dict[str, Recipe]:
     import pkgutil
     from pathlib import Path
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        importlib.import_module(f"vitbench.train.recipes.{info.name}")
+        importlib.import_module(f"vitbench.training.recipes.{info.name}")
     return dict(RECIPES)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 from vitbench.zoo.register import append_entry, prepare, source_for
 from vitbench.zoo.sources import sha256_file
 from vitbench.zoo.schema import (EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry,

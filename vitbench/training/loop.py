@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 
 from vitbench.data import open_dataset
 from vitbench.engine import dist_world, resolve_device
-from vitbench.train import checkpoint
-from vitbench.train.config import TrainConfig
-from vitbench.train.data import held_out_batches, make_loader, mix_batch, seed_host_rngs, split_holdout
-from vitbench.train.optim import current_lr, make_optimizer, make_scheduler, scaled_lr
-from vitbench.train.recipes import Recipe, get_recipe
-from vitbench.train.selection import Best, accuracies, make_best, selection_record
+from vitbench.training import checkpoint
+from vitbench.training.config import TrainConfig
+from vitbench.training.data import held_out_batches, make_loader, mix_batch, seed_host_rngs, split_holdout
+from vitbench.training.optim import current_lr, make_optimizer, make_scheduler, scaled_lr
+from vitbench.training.recipes import Recipe, get_recipe
+from vitbench.training.selection import Best, accuracies, make_best, selection_record
 from vitbench.zoo.archs import build_network
 from vitbench.zoo.wrapper import RobustModel
 
@@ -62,8 +62,26 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device, zoo
     if config.drop_path > 0:
         kwargs["drop_path_rate"] = config.drop_path
     net = build_network(config.arch, num_classes=num_classes, arch_args=kwargs, adapter=config.adapter)
-    return RobustModel(net, mean=config.mean, std=config.std, name=config.arch, num_classes=num_classes,
-                       input_size=config.input_size).to(device)
+    model = RobustModel(net, mean=config.mean, std=config.std, name=config.arch, num_classes=num_classes,
+                        input_size=config.input_size)
+    _check_forward(model, config)
+    return model.to(device)
+
+
+def _check_forward(model: RobustModel, config: TrainConfig) -> None:
+    """One forward pass at the training resolution; a network that cannot take it is one error line."""
+    from vitbench.errors import ConfigError
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 3, config.input_size, config.input_size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"train: {config.arch} cannot take {config.input_size} px inputs ({first[:120]}): set "
+                          "--set input_size=N to the size it takes, or --arch-arg img_size=N for a ViT") from None
+    finally:
+        model.train(was)
 
 
 def evaluate(model, val, config: TrainConfig, device) -> dict:
@@ -256,7 +274,7 @@ def _sum_over_ranks(seen: int, correct: int, loss_sum: float, dev: torch.device,
 
 
 def _bar(loader, epoch: int, config: TrainConfig, rank: int):
-    from vitbench.cli._common import progress_iter
+    from vitbench.runtime import progress_iter
     return progress_iter(loader, total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batches",
                          enabled=rank == 0)
 
