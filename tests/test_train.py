@@ -286,3 +286,18 @@ def test_drop_path_applies_to_a_fine_tuned_init_entry(tiny_zoo):
     from vitbench.zoo.schema import load_zoo
     base = load_model(load_zoo(tiny_zoo).get("tiny-vit.test")).model
     assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), model.state_dict().values()))
+
+
+def test_recipe_state_without_state_dict_survives_resume_or_is_refused():
+    from vitbench.training.loop import _load_recipe_state, _recipe_state, check_recipe_state
+    from vitbench.training.recipes.trades import trades_args
+    kept = {"counter": 3, "ema": torch.tensor([0.5, 0.25]), "module": torch.nn.Linear(2, 2),
+            "args": trades_args(_config("trades"))}           # a frozen dataclass: rebuilt from the config
+    check_recipe_state("x", kept)
+    saved = _recipe_state(kept)
+    fresh = {"counter": 0, "ema": torch.zeros(2), "module": torch.nn.Linear(2, 2), "args": kept["args"]}
+    _load_recipe_state(fresh, saved)
+    assert fresh["counter"] == 3 and torch.equal(fresh["ema"], kept["ema"])
+    assert torch.equal(fresh["module"].weight, kept["module"].weight)
+    with pytest.raises(ConfigError, match="state 'cache' \\(object\\) .* lost on --resume"):
+        check_recipe_state("x", {"cache": object()})

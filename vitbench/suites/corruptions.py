@@ -113,6 +113,7 @@ class CorruptionsSuite(Suite):
     version = 2     # 2: glass blur copies as the reference does, frost uses its photographs, release_save
     Config = CorruptionsConfig
     summary = "common corruptions: released ImageNet-C / CIFAR-C or 19 generated corruptions x 5 severities; mCE"
+    smoke_config = {"corruptions": ("gaussian_noise", "glass_blur", "frost"), "severities": (1, 5)}
     plots = ("accuracy_vs_severity",)
     aux = True
 

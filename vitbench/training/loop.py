@@ -139,6 +139,7 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
     model = build_model(config, num_classes, dev, zoo)
     recipe.check(model, config)
     state = recipe.setup(model, config, dev)
+    check_recipe_state(config.recipe, state)
     optimizer = make_optimizer(model.net, config, scaled_lr(config, world))
     run = _Run(config, out, model, model, recipe, state, optimizer, make_scheduler(optimizer, config, len(loader)),
                loader, dev, rank, world, num_classes, make_best(config))
@@ -298,13 +299,48 @@ def _read_history(out: Path, start_epoch: int) -> list[dict]:
     return kept
 
 
+def _plain(value) -> bool:
+    """Whether a value saves and loads as it is in a weights-only checkpoint (tensors, numbers, strings, and
+    lists, tuples and dicts of them)."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def check_recipe_state(recipe: str, state: dict) -> None:
+    """Every value a recipe keeps must survive resume: an object with ``state_dict()`` (modules, optimisers), a
+    plain value (tensors, counters), or a frozen dataclass its setup derives from the config again.
+
+    Raises:
+        ConfigError: naming the value that would be lost on resume, before any training.
+    """
+    from dataclasses import is_dataclass
+
+    from vitbench.errors import ConfigError
+    for key, value in state.items():
+        frozen = is_dataclass(value) and getattr(type(value), "__dataclass_params__").frozen
+        if not (hasattr(value, "state_dict") or _plain(value) or frozen):
+            raise ConfigError(f"recipe {recipe}: its state {key!r} ({type(value).__name__}) has no state_dict() and "
+                              "is not a tensor or plain value, so it would be lost on --resume: give it "
+                              "state_dict()/load_state_dict() or keep it as a tensor")
+
+
 def _recipe_state(state: dict) -> dict:
-    return {k: v.state_dict() for k, v in state.items() if hasattr(v, "state_dict")}
+    """What a checkpoint keeps of the recipe's state: state dicts, and plain values (a frozen dataclass is
+    derived from the config by the recipe's setup and rebuilt on resume)."""
+    return {"state_dicts": {k: v.state_dict() for k, v in state.items() if hasattr(v, "state_dict")},
+            "values": {k: v for k, v in state.items() if not hasattr(v, "state_dict") and _plain(v)}}
 
 
 def _load_recipe_state(state: dict, saved: dict) -> None:
-    for key, value in saved.items():
+    dicts, values = (saved["state_dicts"], saved["values"]) if "state_dicts" in saved else (saved, {})
+    for key, value in dicts.items():
         if key in state and hasattr(state[key], "load_state_dict"):
             state[key].load_state_dict(value)
+    state.update({k: v for k, v in values.items() if k in state})
 
 
