@@ -89,3 +89,20 @@ def test_train_refuses_an_architecture_that_cannot_take_the_input(tmp_path):
     with pytest.raises(ConfigError, match="cannot take 32 px inputs"):
         vitbench.train("standard", arch="vit_tiny_patch16_224", arch_args={"img_size": 64}, epochs=2,
                        warmup_epochs=0, out=tmp_path / "bad")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_export_samples_writes_the_stored_records(cli, tmp_path, suffix):
+    import datasets
+    assert cli("bench", "digits-resnet.light", "--data", "digits", "--suite", "clean", "--n-examples", "12",
+               "--chunk-size", "5").code == 0
+    out = tmp_path / f"samples{suffix}"
+    res = cli("export", "--samples", "digits-resnet.light", "--suite", "clean", "--out", out)
+    assert res.code == 0, res
+    table = (datasets.Dataset.from_parquet(str(out)) if suffix == ".parquet"
+             else datasets.Dataset.from_json(str(out)))
+    assert table.num_rows == 12 and table["index"] == list(range(12))
+    report = vitbench.evaluate("digits-resnet.light", "digits", suites="clean", n_examples=12, chunk_size=5)
+    assert table["correct"] == report.samples("clean")["correct"]
+    bad = cli("export", "--samples", "digits-resnet.light", "--suite", "autoattack", "--out", out)
+    assert bad.code == 2 and "no stored autoattack run" in bad.err

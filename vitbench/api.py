@@ -398,6 +398,44 @@ def report_json(reports: Sequence[Report]) -> str:
     return json.dumps([item for report in reports for item in report.to_json()], indent=2)
 
 
+def export_samples(model: str, suite: str, out: str | os.PathLike, *, data: str | None = None,
+                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None) -> Path:
+    """Write the per-sample records of a model's latest run of a suite (its current version) to ``out``: parquet
+    for ``.parquet``, JSON lines for ``.jsonl`` (as lm-evaluation-harness's ``--log_samples``).
+
+    Raises:
+        VitbenchError: no such run, or another file type.
+    """
+    import datasets
+
+    from vitbench.board.tables import current_runs
+    target = Path(out)
+    if target.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError(f"--out {target}: write .parquet or .jsonl")
+    runs = _runs(store)
+    mine = [r for r in current_runs(runs, _current(runs, zoo)) if r.model == model and r.suite == suite
+            and (data is None or data in (r.dataset, r.label_space))]
+    if not mine:
+        raise VitbenchError(f"no stored {suite} run of {model}" + (f" on {data}" if data else "")
+                            + f": run `vitbench bench {model} --suite {suite} --data ...` first")
+    run = mine[-1]
+    opened, owned = _store(store)
+    try:
+        from vitbench.engine import plan_chunks
+        chunk = opened.chunk_size(run.eval_key)
+        rows = opened.sample_rows(run.eval_key, [(a, b) for _, a, b in plan_chunks(run.n_examples, chunk)])
+    finally:
+        if owned:
+            opened.close()
+    table = datasets.Dataset.from_list([{"index": i, "sample_id": sid, **rec} for i, sid, rec in rows])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".parquet":
+        table.to_parquet(str(target))
+    else:
+        table.to_json(str(target), lines=True)
+    return target
+
+
 # -- training ---------------------------------------------------------------------------------------------------
 
 def train(recipe: str, *, out: str | os.PathLike | None = None, register: str | None = None,
