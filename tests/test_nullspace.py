@@ -119,7 +119,7 @@ def test_nullspace_recipe_fine_tunes_with_a_fresh_delta_each_epoch(tmp_path):
     assert all("holdout_clean" in r and "holdout_pgd10" not in r for r in log)
     assert result.selection["metric"] == "holdout_clean" and result.selection["rule"].startswith("best held-out clean")
     saved = torch.load(tmp_path / "n" / "last.pt", weights_only=True)
-    assert saved["recipe"]["noise"]["delta"].shape == (1, 16, 32)
+    assert saved["recipe"]["state_dicts"]["noise"]["delta"].shape == (1, 16, 32)
     assert result.weights.exists()
 
 

@@ -11,14 +11,13 @@ import torch
 from safetensors.torch import load_file
 
 import vitbench
+from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 from vitbench.data import open_dataset
 from vitbench.data.examples import EXAMPLES
 from vitbench.data.specs import KINDS
 from vitbench.suites import SUITES, Preset, PresetItem
 from vitbench.training.recipes import RECIPES
 from vitbench.zoo.schema import load_zoo
-
-from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 
 #: kinds whose data cannot be built offline, with the reason
 ONLINE_ONLY = {"hf": "a Hugging Face hub dataset needs the network"}

@@ -125,12 +125,14 @@ def test_rspc_trains_and_resumes_exactly_with_the_corruptor_state(tmp_path, monk
                                                                   "recipe_args.corruptor_lr=0.1"])
     full = train(config, out=tmp_path / "full", device="cpu")
     saved = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
-    assert set(saved["recipe"]) == {"corruptor", "corruptor_opt"} and saved["recipe"]["corruptor_opt"]["state"]
+    dicts = saved["recipe"]["state_dicts"]
+    assert set(dicts) == {"corruptor", "corruptor_opt"} and dicts["corruptor_opt"]["state"]
+    assert saved["recipe"]["values"]["k"] == 2  # a plain value of the recipe's state, kept for resume
     resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    again = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["recipe"]["corruptor"]
-    assert all(torch.allclose(again[k], saved["recipe"]["corruptor"][k], atol=1e-6) for k in again)
+    again = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"]
+    assert all(torch.allclose(again[k], dicts["corruptor"][k], atol=1e-6) for k in again)
 
 
 def test_rspc_on_a_cnn_is_one_error_line(cli, tmp_path):
@@ -152,7 +154,7 @@ def _trained_corruptor(tmp_path, **recipe_args):
     model.net.load_state_dict(load_file(str(tmp_path / "r" / "model.safetensors")))
     torch.manual_seed(config.seed)
     initial, trained = PatchCorruptor(8, (4, 4)), PatchCorruptor(8, (4, 4))          # setup() draws C like this
-    trained.load_state_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["corruptor"])
+    trained.load_state_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"])
     x, _ = open_dataset("digits").load(0, 128, Preprocessing(input_size=32, interpolation="bilinear", crop_pct=1.0))
     return model, initial, trained, x
 

@@ -150,6 +150,7 @@ def test_trades_fine_tunes_a_zoo_entry_registers_and_benches_it(cli, tiny_zoo, t
 
 def test_randaugment_is_timms_at_magnitude_nine_of_ten():
     from timm.data.auto_augment import RandAugment
+
     from vitbench.training.data import randaugment
     config = load_config("canonical-recipe")                                          # rand-m9-mstd0.5-inc1
     op = randaugment(config)
@@ -171,6 +172,7 @@ def test_randaugment_turns_colour_jitter_off_as_timm_does():
 
 def test_posterize_at_zero_bits_is_black_not_an_error():
     from PIL import Image
+
     from vitbench.training.data import randaugment
     op = next(o for o in randaugment(load_config("canonical-recipe")).ops if o.name == "PosterizeIncreasing")
     img = Image.new("RGB", (8, 8), (200, 100, 50))
@@ -178,8 +180,9 @@ def test_posterize_at_zero_bits_is_black_not_an_error():
 
 
 def test_random_erasing_fills_per_pixel_noise_in_range():
-    from vitbench.training.data import PixelErasing
     import random
+
+    from vitbench.training.data import PixelErasing
     random.seed(0)
     torch.manual_seed(0)
     erase = PixelErasing(1.0)

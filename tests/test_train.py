@@ -8,11 +8,11 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 from vitbench.errors import ConfigError
 from vitbench.training.config import load_config
 from vitbench.training.loop import train
 from vitbench.training.optim import eps_at, make_optimizer, make_scheduler, scaled_lr
-from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
 
 TINY = {"arch": "vit_tiny_patch16_224", "epochs": 2, "batch_size": 64,
         "arch_args": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}}

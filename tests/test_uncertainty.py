@@ -26,12 +26,12 @@ def test_stored_accuracies_carry_their_wilson_interval(cli):
 
 
 def test_bootstrap_is_reproducible_and_resamples_are_not_in_the_key(tmp_path):
+    from vitbench.data import open_dataset
     from vitbench.engine import Engine, Options, SuiteRun
     from vitbench.intervals import IntervalOptions
     from vitbench.store import open_store
     from vitbench.suites.clean import CleanConfig
     from vitbench.zoo.schema import load_zoo
-    from vitbench.data import open_dataset
     entry, data = load_zoo().get("digits-resnet.light"), open_dataset("digits")
     job = SuiteRun("clean", CleanConfig())
 
@@ -113,3 +113,60 @@ def test_tables_show_intervals_and_subsets(cli):
     assert "±" not in plain and "[" not in plain.split("\n", 2)[2]
     rows = json.loads(cli("leaderboard", "--data", "digits", "--json").out)
     assert rows[0]["subset"] and rows[0]["dataset_size"] == 500
+
+
+def test_reference_numbers_carry_their_own_interval_and_deltas_say_within_noise():
+    from vitbench.board.references import compare, load_reference, render_comparison
+    ref = load_reference("robustbench-imagenet-linf-4")
+    n, k = ref.n_examples, 2950                         # 59.00% on the RobustBench 5000: 0.56 below Liu2023 Swin-L
+    col = Column("autoattack/standard/robust_accuracy@linf:4/255", "AA Linf 4/255", k / n, headline=True, rank=20,
+                 kind="robust", attack="AA", version="standard", threat=("linf", 4 / 255), n=n,
+                 ci95=stats.wilson(k, n))
+    row = Row("mine", "imagenet-val:/d?subset=robustbench-5000", "imagenet", n, ("linf", 4 / 255),
+              cells={col.id: col})
+    cmp = compare([row], ref, published={"mine": "Liu2023Comprehensive_Swin-L"})
+    mine = next(e for e in cmp.table if e["model"] == "mine")
+    swin = next(e for e in cmp.table if e["model"] == "Liu2023Comprehensive_Swin-L")
+    assert swin["robust_ci95"] == pytest.approx(stats.wilson(round(0.5956 * 5000), 5000))
+    assert mine["published_within_noise"] is True and mine["delta_published"] == pytest.approx(-0.0056)
+    assert mine["top_within_noise"] is False            # 62.12 (MeanSparse) is out of reach of 59.0 +- 1.4
+    text = render_comparison(cmp)
+    assert "(within noise)" in text and "[57.6, 60.4]" in text
+
+
+def test_the_card_keeps_robustbench_format_with_intervals_in_a_sidecar(cli):
+    import vitbench.board.cards as cards
+    res = cli("bench", "digits-resnet.light", "--data", "digits", "--suite", "clean", "--n-examples", "20")
+    assert res.code == 0
+    from vitbench.metrics import Column
+    board = vitbench.leaderboard(data="digits")
+    row = board.rows[0]
+    aa = Column("autoattack/standard/robust_accuracy@linf:0.1", "AA Linf 0.1", 0.5, headline=True, rank=20,
+                kind="robust", attack="AA", version="standard", threat=("linf", 0.1), n=20, ci95=stats.wilson(10, 20),
+                method="wilson")
+    row.cells[aa.id] = aa
+    row.threat = ("linf", 0.1)
+    from vitbench.zoo.schema import load_zoo
+    card = cards.card(load_zoo().get("digits-resnet.light"), [row])
+    assert card["autoattack_acc"] == "50.00" and isinstance(card["autoattack_acc"], str)
+    side = card[cards.SIDECAR]
+    assert side["autoattack_acc_ci95"] == [round(100 * v, 2) for v in stats.wilson(10, 20)]
+    assert side["n_examples"] == 20 and side["dataset_size"] == 500 and side["interval"] == "wilson"
+
+
+def test_seeds_give_the_mean_and_the_spread_across_seeds(cli):
+    import statistics
+    res = cli("bench", "digits-resnet.light", "--data", "digits", "--suite", "pgd_sweep", "--eps", "0.1",
+              "--n-examples", "40", "--seeds", "0,1,2", "--json")
+    assert res.code == 0, res
+    runs = json.loads(res.out)
+    pid = "pgd_sweep/pgd10/robust_accuracy@linf:0.1"
+    values = [r["metrics"][pid]["value"] for r in runs]
+    assert len(runs) == 3
+    row = json.loads(cli("leaderboard", "--data", "digits", "--json").out)[0]
+    cell = row["metrics"][pid]
+    assert cell["seeds"] == 3 and cell["value"] == pytest.approx(statistics.fmean(values))
+    assert cell["seed_sd"] == pytest.approx(statistics.stdev(values))
+    assert "over 3 seeds" in cli("leaderboard", "--data", "digits").out
+    bad = cli("bench", "digits-resnet.light", "--data", "digits", "--seeds", "1")
+    assert bad.code == 2 and "two or more" in bad.err

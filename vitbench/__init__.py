@@ -11,8 +11,19 @@ The Python API (each documented in :mod:`vitbench.api`):
 
 __version__ = "0.1.0"
 
-from vitbench.api import (Leaderboard, Report, SuiteReport, compare, evaluate, evaluate_many, export_samples,  # noqa: E402
-                          leaderboard, load_model, train, wrap)
+from vitbench.api import (  # noqa: E402
+                          Leaderboard,
+                          Report,
+                          SuiteReport,
+                          compare,
+                          evaluate,
+                          evaluate_many,
+                          export_samples,
+                          leaderboard,
+                          load_model,
+                          train,
+                          wrap,
+)
 
 __all__ = ["Leaderboard", "Report", "SuiteReport", "__version__", "compare", "evaluate", "evaluate_many", "export_samples", "leaderboard",
            "load_model", "train", "wrap"]

@@ -332,9 +332,9 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
         VitbenchError: any bad input, as one message, before anything is computed.
     """
     from vitbench.engine import DEFAULT_CHUNK_SIZE, Engine, Options, resolve_device
+    from vitbench.intervals import IntervalOptions
     from vitbench.suites import get_suite
     from vitbench.threat import parse_eps, parse_norm
-    from vitbench.intervals import IntervalOptions
     try:
         intervals = IntervalOptions(method=interval, resamples=resamples, seed=seed)
     except ValueError as exc:

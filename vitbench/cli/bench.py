@@ -34,7 +34,10 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     p.add_argument("--n-examples", type=int, help=f"evaluate the first N examples (default: {shown['n-examples']})")
     add_threat_args(p, norm_help=f"linf or l2 (default: {shown['norm']})",
                     eps_help=f"radius as a float or fraction, e.g. 4/255 or 0.5 (default: {shown['eps']})")
-    p.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                       help="run the battery under each seed; tables show the mean and the spread across seeds")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
     p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
     p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
@@ -59,16 +62,30 @@ class _Bar:
         self.bar.advance(work, examples)
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r} is not a comma-separated list of integers") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError("--seeds needs two or more different seeds, e.g. 0,1,2")
+    return seeds
+
+
 def execute(args: argparse.Namespace, entries, preset) -> list:
-    """Run the preset on the entries through :func:`vitbench.api.evaluate_many`; returns the RunResults (rank 0)
-    and prints nothing."""
+    """Run the preset on the entries through :func:`vitbench.api.evaluate_many` (once per seed of ``--seeds``);
+    returns the RunResults (rank 0) and prints nothing."""
     from vitbench.api import evaluate_many
-    with progress_bar(0, "vitbench") as bar:
-        reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
-                                n_examples=args.n_examples, seed=args.seed, device=args.device,
-                                batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar),
-                                interval=getattr(args, "interval", "wilson"), resamples=getattr(args, "resamples", 1000))
-    return [result for report in reports for result in report.results]
+    results = []
+    for seed in getattr(args, "seeds", None) or [args.seed]:
+        with progress_bar(0, "vitbench" if seed == args.seed else f"vitbench seed {seed}") as bar:
+            reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
+                                    n_examples=args.n_examples, seed=seed, device=args.device,
+                                    batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar),
+                                    interval=getattr(args, "interval", "wilson"),
+                                    resamples=getattr(args, "resamples", 1000))
+        results += [result for report in reports for result in report.results]
+    return results
 
 
 def print_results(results, *, as_json: bool) -> None:

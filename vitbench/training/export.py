@@ -6,9 +6,8 @@ from pathlib import Path
 
 from vitbench.training.config import TrainConfig
 from vitbench.zoo.register import append_entry, prepare, source_for
+from vitbench.zoo.schema import EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry, user_zoo_path
 from vitbench.zoo.sources import sha256_file
-from vitbench.zoo.schema import (EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry,
-                                 user_zoo_path)
 
 
 def _notes(config: TrainConfig, selection: dict | None) -> str:
