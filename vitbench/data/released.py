@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vitbench.data import imagenet
 from vitbench.data.base import EvalDataset, LabelSpace, decode_all, fingerprint_of
