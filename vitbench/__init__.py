@@ -5,13 +5,14 @@ The Python API (each documented in :mod:`vitbench.api`):
 - :func:`load_model` a zoo model; :func:`wrap` any network in memory;
 - :func:`evaluate` a model on a dataset with suites or a preset, returning a :class:`Report`;
 - :func:`compare` two models on the examples both were evaluated on (paired tests);
-- :func:`leaderboard` of what is stored, every number with its interval.
+- :func:`leaderboard` of what is stored, every number with its interval;
+- :func:`site`: a static leaderboard site (HTML) generated from the store.
 """
 
 __version__ = "0.1.0"
 
 from vitbench.api import (Leaderboard, Report, SuiteReport, compare, evaluate, evaluate_many,  # noqa: E402
-                          leaderboard, load_model, wrap)
+                          leaderboard, load_model, site, wrap)
 
 __all__ = ["Leaderboard", "Report", "SuiteReport", "__version__", "compare", "evaluate", "evaluate_many", "leaderboard",
-           "load_model", "wrap"]
+           "load_model", "site", "wrap"]

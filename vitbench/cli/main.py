@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "train", "analyze", "demo")
+SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "site", "train", "analyze", "demo")
 _MODULES = {"list": "listing"}
 
 
