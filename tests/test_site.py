@@ -521,3 +521,18 @@ def test_the_colour_scheme_follows_the_system(browser, built):
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     assert colours["light"][0] == "rgb(255, 255, 255)" and colours["dark"][0] == "rgb(15, 18, 22)"
     assert colours["light"][1] != colours["dark"][1]
+
+
+def test_the_demo_writes_its_site_and_prints_the_path_last(cli, tmp_path, isolated_home):
+    res = cli("demo", "--suite", "clean", "--n-examples", "20", "--site", tmp_path / "demo-site")
+    assert res.code == 0, res
+    assert res.out.splitlines()[-1] == f"site: {tmp_path / 'demo-site' / 'index.html'}"
+    index = (tmp_path / "demo-site" / "index.html").read_text()
+    assert all(f'data-model="{m}"' in index for m in ("digits-vit.standard", "digits-vit.light",
+                                                      "digits-resnet.standard", "digits-resnet.light"))
+    again = cli("demo", "--suite", "clean", "--n-examples", "20", "--json")  # default: VITBENCH_HOME/site
+    assert again.code == 0 and json.loads(again.out)  # stdout stays JSON: the path goes to stderr
+    assert again.err.splitlines()[-1] == f"site: {isolated_home / 'site' / 'index.html'}"
+    assert (isolated_home / "site" / "index.html").is_file()
+    bad = cli("demo", "--suite", "clean", "--n-examples", "20", "--site", tmp_path / "demo-site" / "index.html")
+    assert bad.code == 2 and "is a file" in bad.err and "vitbench demo:" not in bad.err  # refused before the battery
