@@ -576,8 +576,9 @@ def _reference_row(site: _Site, ref: Reference, entry: dict) -> str:
     else:
         own = next((r.source for r in ref.rows if r.model == model), None)
         first_url = next(iter(_URL.findall(ref.source)), None)
-        link = _linkify(own) if own else (f'<a href="{_e(first_url)}">leaderboard</a>' if first_url else "")
-        source = f'<span class="badge ref">reference</span> {link}'
+        link = (_linkify(own) if own else f'<a href="{_e(first_url)}">leaderboard</a>' if first_url
+                else f'<a href="#{_ref_id(ref)}-source">as above</a>')
+        source = f'<span class="badge ref">reference</span> <span class="src">{link}</span>'
     attrs = {"class": None if local else "ref", "data-source": entry["source"], "data-model": model,
              "data-search": site.search_text(model) if local else model.lower()}
     rank = entry["rank"]
@@ -610,7 +611,7 @@ def _reference_section(site: _Site, table: ReferenceTable) -> str:
     return "\n".join([
         f'<section id="{sid}" aria-labelledby="{sid}-title">',
         f'<h2 id="{sid}-title">Compared with {_e(ref.name)}</h2>',
-        f"<p>{_e(ref.title)}. Source: {_linkify(ref.source)}.</p>",
+        f'<p id="{sid}-source">{_e(ref.title)}. Source: {_linkify(ref.source)}.</p>',
         f'<p>Reference rows are marked <span class="badge ref">reference</span>. Ranks count the reference rows and '
         f"the comparable local rows, by standard AutoAttack accuracy on {ref.n_examples} examples; a row's external "
         f"(stronger) evaluation is noted, never ranked. The same table as <code>vitbench leaderboard --compare "
