@@ -650,14 +650,15 @@ def _threat_text(entry: ZooEntry) -> str:
 
 
 def _figures(paths: Sequence[Path], prefix: str) -> str:
-    """Plots (PNG files written into the site) as figures with captions, linked as ``prefix`` + file name."""
+    """Plots (PNG files written into the site) as figures with captions, linked as ``prefix`` + file name (a click
+    opens the full-size image, for phones)."""
     figures = []
     for path in paths:
         width, height = _png_size(path)
         caption = _plot_caption(path.stem)
         src = prefix + urllib.parse.quote(path.name)
-        figures.append(f'<figure><img src="{_e(src)}" alt="{_e(caption)}" width="{width}" height="{height}">'
-                       f'<figcaption>{_e(caption)}</figcaption></figure>')
+        figures.append(f'<figure><a href="{_e(src)}"><img src="{_e(src)}" alt="{_e(caption)}" width="{width}" '
+                       f'height="{height}"></a><figcaption>{_e(caption)}</figcaption></figure>')
     return '<div class="plots">\n' + "\n".join(figures) + "\n</div>"
 
 
