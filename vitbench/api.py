@@ -590,3 +590,57 @@ def leaderboard(*, data: str | None = None, norm: str | None = None, eps: float 
                      if e.provenance.robustbench_name}
         comparison = merge(rows, load_reference(compare), allow_mismatch=allow_mismatch, published=published)
     return Leaderboard(rows, strict_ranks, comparison)
+
+
+def site(out: str | os.PathLike, *, data: str | None = None, compare: str | Sequence[str] = (),
+         title: str | None = None, store: str | os.PathLike | Store | None = None,
+         zoo: str | os.PathLike | Zoo | None = None) -> Path:
+    """Write a static leaderboard site (HTML, CSS, a small script, plots, downloads) from the store.
+
+    The index has the leaderboard's rows, ranks and intervals, a table per (dataset, threat model) and topic,
+    sortable and filterable in the browser; each model has a page (zoo entry, runs with provenance, plots, card,
+    per-sample records); pairs of adjacent rows that share examples get a paired-comparison page. The site is built
+    next to ``out`` and moved into place, so a failed build leaves the previous site intact (see
+    :mod:`vitbench.board.site`).
+
+    Args:
+        out: the site's folder: new, empty, or a site vitbench wrote before (replaced).
+        data: only results on this dataset spec or label space.
+        compare: reference leaderboards (``vitbench list references``) to merge the local rows with.
+        title: the site's title (default ``vitbench leaderboard``).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        The site's folder; open its ``index.html``.
+
+    Raises:
+        VitbenchError: an unknown reference, no stored results, or an ``out`` that cannot hold the site (a file, a
+        folder with other files, no write access); nothing is changed then.
+    """
+    from vitbench.board import site as web
+    from vitbench.board.references import load_reference
+    from vitbench.board.tables import current_runs
+    path = web.check_out(out)
+    refs = [load_reference(name) for name in ([compare] if isinstance(compare, str) else list(compare))]
+    zoo = _zoo(zoo)
+    opened, owned = _store(store)
+    try:
+        board = leaderboard(data=data, store=opened, zoo=zoo)
+        if not board.rows:
+            where = f" for {data}" if data else ""
+            raise VitbenchError(f"no stored results{where}; run `vitbench bench ...` first (or relax --data)")
+        runs = opened.runs()
+        current = _current(runs, zoo)
+        models = {row.model for row in board.rows}
+        shown = [r for r in current_runs(runs, current)
+                 if r.model in models and (data is None or data in (r.dataset, r.label_space))]
+        published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
+                     if e.provenance.robustbench_name}
+        inputs = web.SiteInputs(
+            title=title or web.DEFAULT_TITLE, rows=board.rows, labels=board.ranks(), board_json=board.to_json(),
+            board_md=board.to_markdown(), runs=runs, shown_runs=shown, current=current, entries=zoo.entries,
+            references=[web.reference_table(board.rows, ref, published) for ref in refs], store=opened, data=data)
+        return web.write_site(path, inputs)
+    finally:
+        if owned:
+            opened.close()

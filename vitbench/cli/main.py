@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "export", "train", "analyze", "demo")
+SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "export", "site", "train", "analyze", "demo")
 _MODULES = {"list": "listing"}
 
 
