@@ -30,16 +30,14 @@ def main() -> None:
 
     from pyautoattack import AutoAttack
 
+    import vitbench
     from vitbench.data import open_dataset
-    from vitbench.engine import Engine, Options, SuiteRun
-    from vitbench.store import open_store
-    from vitbench.suites.autoattack import AutoAttackConfig
-    from vitbench.zoo.load import load_model
+    from vitbench.suites import Preset, PresetItem
     from vitbench.zoo.schema import load_zoo
 
     torch.set_num_threads(2)
     entry = load_zoo().get(args.model)
-    model = load_model(entry).model
+    model = vitbench.load_model(entry, device="cpu")
     data = open_dataset("digits")
     x, y = data.load(0, args.n, entry.preprocessing)
     attacks = ATTACKS if args.version == "custom" else ()
@@ -57,13 +55,14 @@ def main() -> None:
         with torch.no_grad():
             return int((model(x_adv).argmax(1) == y).sum())
 
-    def suite():
+    preset = Preset("bench", "", (PresetItem("autoattack", {"norm": "linf", "eps": args.eps, "version": args.version,
+                                                            "attacks": list(attacks)}),))
+
+    def suite():  # the suite as users run it: through vitbench.evaluate (engine, store, aggregation)
         with scratch_home():
-            engine = Engine(open_store(), Options(seed=seed, n_examples=args.n, chunk_size=args.n, device="cpu",
-                                                  batch_size=args.n))
-            job = SuiteRun("autoattack", AutoAttackConfig(norm="linf", eps=args.eps, version=args.version,
-                                                          attacks=attacks))
-            return round(engine.run(entry, data, job).metrics["robust_accuracy"].value * args.n)
+            report = vitbench.evaluate(entry, data, preset=preset, seed=seed, n_examples=args.n, chunk_size=args.n,
+                                       batch_size=args.n, device="cpu")
+            return round(report["autoattack"].metrics["robust_accuracy"] * args.n)
 
     results = best_of(args.repeats, {"pyautoattack direct": direct, "vitbench autoattack suite": suite})
     (t_ref, w_ref, acc_ref), (t_suite, w_suite, acc_suite) = (results["pyautoattack direct"],

@@ -56,19 +56,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
+    import vitbench
     from vitbench.attacks.pgd import random_start
     from vitbench.data import open_dataset
-    from vitbench.engine import Engine, Options, SuiteRun, chunk_seed, plan_chunks
-    from vitbench.store import open_store
+    from vitbench.engine import chunk_seed, plan_chunks
+    from vitbench.suites import Preset, PresetItem
     from vitbench.suites.base import Chunk
     from vitbench.suites.pgd_sweep import PGDSweepConfig, key, start_salt
-    from vitbench.zoo.load import load_model
     from vitbench.zoo.schema import load_zoo
 
     torch.set_num_threads(args.threads)
     factors = tuple(float(f) for f in args.factors.split(","))
     entry = load_zoo().get(args.model)
-    model = load_model(entry).model
+    model = vitbench.load_model(entry, device="cpu")
     data = open_dataset("digits")
     config = PGDSweepConfig(norm="linf", eps=(args.eps,), eps_factors=factors, steps=(args.steps,))
     chunk_size = 100
@@ -89,12 +89,14 @@ def main() -> None:
                 robust[ei] += int((ok & clean).sum())
         return [r / args.n for r in robust]
 
-    def sweep():
+    preset = Preset("bench", "", (PresetItem("pgd_sweep", {"norm": "linf", "eps": [args.eps],
+                                                           "eps_factors": list(factors), "steps": [args.steps]}),))
+
+    def sweep():  # the suite as users run it: through vitbench.evaluate (engine, store, aggregation)
         with scratch_home():
-            engine = Engine(open_store(), Options(n_examples=args.n, chunk_size=chunk_size, device="cpu",
-                                                  batch_size=256))
-            result = engine.run(entry, data, SuiteRun("pgd_sweep", config))
-            return [result.metrics[key(args.steps, e)].value for e in config.eps]
+            report = vitbench.evaluate(entry, data, preset=preset, n_examples=args.n, chunk_size=chunk_size,
+                                       batch_size=256, device="cpu")
+            return [report["pgd_sweep"].metrics[key(args.steps, e)] for e in config.eps]
 
     from vitbench.zoo.wrapper import RobustModel
 

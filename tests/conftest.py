@@ -123,8 +123,8 @@ def subprocess_env(**extra: str) -> dict:
 
 def train_interrupted_then_resumed(config, out, monkeypatch):
     """Train, stop (as Ctrl-C would) right after the first epoch's checkpoint, then resume; returns the result."""
-    from vitbench.train import checkpoint as ck
-    from vitbench.train.loop import train
+    from vitbench.training import checkpoint as ck
+    from vitbench.training.loop import train
     real_save = ck.save
 
     def save_then_stop(path, **kw):

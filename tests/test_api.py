@@ -70,3 +70,39 @@ def test_bad_input_raises_the_cli_errors():
         vitbench.wrap("not a module", **PREP)
     with pytest.raises(ConfigError, match="interpolation"):
         vitbench.wrap(_net(), **PREP, interpolation="lanczos")
+
+
+def test_train_returns_an_entry_that_evaluates_and_registers(tmp_path):
+    """vitbench.train with the default architecture (a ViT timm builds for 224 px) trains at the digits' 32 px."""
+    entry = vitbench.train("standard", epochs=2, warmup_epochs=0, val_examples=20, out=tmp_path / "run")
+    assert entry.arch_args["img_size"] == 32 and entry.preprocessing.input_size == 32
+    report = vitbench.evaluate(entry, "digits", suites="clean", n_examples=20)
+    assert 0 <= report["clean"].metrics["accuracy"] <= 1
+    registered = vitbench.train("standard", epochs=2, warmup_epochs=0, val_examples=20, out=tmp_path / "run2",
+                                register="mine.trained", zoo=tmp_path / "zoo.yaml")
+    assert registered.name == "mine.trained" and registered.weights.sha256
+    loaded = vitbench.load_model("mine.trained", zoo=tmp_path / "zoo.yaml")
+    assert loaded.entry.weights.sha256 == registered.weights.sha256
+
+
+def test_train_refuses_an_architecture_that_cannot_take_the_input(tmp_path):
+    with pytest.raises(ConfigError, match="cannot take 32 px inputs"):
+        vitbench.train("standard", arch="vit_tiny_patch16_224", arch_args={"img_size": 64}, epochs=2,
+                       warmup_epochs=0, out=tmp_path / "bad")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_export_samples_writes_the_stored_records(cli, tmp_path, suffix):
+    import datasets
+    assert cli("bench", "digits-resnet.light", "--data", "digits", "--suite", "clean", "--n-examples", "12",
+               "--chunk-size", "5").code == 0
+    out = tmp_path / f"samples{suffix}"
+    res = cli("export", "--samples", "digits-resnet.light", "--suite", "clean", "--out", out)
+    assert res.code == 0, res
+    table = (datasets.Dataset.from_parquet(str(out)) if suffix == ".parquet"
+             else datasets.Dataset.from_json(str(out)))
+    assert table.num_rows == 12 and table["index"] == list(range(12))
+    report = vitbench.evaluate("digits-resnet.light", "digits", suites="clean", n_examples=12, chunk_size=5)
+    assert table["correct"] == report.samples("clean")["correct"]
+    bad = cli("export", "--samples", "digits-resnet.light", "--suite", "autoattack", "--out", out)
+    assert bad.code == 2 and "no stored autoattack run" in bad.err

@@ -47,8 +47,8 @@ RANK_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import torch
     import torch.distributed as dist
-    from vitbench.train import loop
-    from vitbench.train.config import load_config
+    from vitbench.training import loop
+    from vitbench.training.config import load_config
 
     recipe, out = sys.argv[1], Path(sys.argv[2])
     config = load_config(recipe, cli={"epochs": 1, "arch": "vit_tiny_patch16_224", "arch_args": {

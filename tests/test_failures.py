@@ -410,9 +410,9 @@ def test_a_store_path_that_is_a_folder(cli, tmp_path, monkeypatch):
 # -- progress when stderr is not a terminal ----------------------------------------------------------------------
 
 def test_long_work_reports_lines_when_stderr_is_not_a_terminal(cli, monkeypatch):
-    from vitbench.cli import _common
+    from vitbench import runtime
     monkeypatch.delenv("VITBENCH_PROGRESS")                 # the default: stderr here is not a terminal
-    monkeypatch.setattr(_common, "PROGRESS_INTERVAL", 0.0)   # a line per chunk instead of one per 30 s
+    monkeypatch.setattr(runtime, "PROGRESS_INTERVAL", 0.0)   # a line per chunk instead of one per 30 s
     res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "30",
               "--chunk-size", "10")
     assert res.code == 0, res
@@ -428,7 +428,7 @@ def test_long_work_reports_lines_when_stderr_is_not_a_terminal(cli, monkeypatch)
 def test_line_progress_heartbeat_while_a_chunk_runs(capsys):
     import time
 
-    from vitbench.cli._common import LineProgress
+    from vitbench.runtime import LineProgress
     progress = LineProgress(100, "m autoattack", "examples", interval=0.2)
     time.sleep(0.5)
     progress.advance(50, 50)
@@ -440,7 +440,7 @@ def test_line_progress_heartbeat_while_a_chunk_runs(capsys):
 
 @pytest.mark.parametrize("value, mode", [("0", "off"), ("1", "bar"), ("lines", "lines"), ("LINES", "lines")])
 def test_vitbench_progress_modes(monkeypatch, value, mode):
-    from vitbench.cli._common import progress_mode
+    from vitbench.runtime import progress_mode
     monkeypatch.setenv("VITBENCH_PROGRESS", value)
     assert progress_mode() == mode
 

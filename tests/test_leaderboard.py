@@ -137,7 +137,8 @@ def test_card_fields():
     c = card(entry, build_rows(runs))
     assert c["eps"] == "0.1" and c["autoattack_acc"] == "55.00" and c["clean_acc"] == "90.00"
     assert set(c) == {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
-                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable"}
+                      "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable",
+                      "vitbench"}  # the sidecar: intervals RobustBench's format has no place for (its loader ignores it)
     assert "external" not in c  # RobustBench's leaderboard reads external first and cannot convert ""
     assert c["architecture"] == "test_resnet" and c["additional_data"] is False and c["number_forward_passes"] == 1
     assert "not recorded in the zoo entry" in c["footnote"] and not c["unreliable"]

@@ -7,10 +7,10 @@ import pytest
 import timm
 import torch
 
-from vitbench.train.config import load_config
-from vitbench.train.loop import train
-from vitbench.train.nullspace_analysis import analyze, exact_nullspace, tile_patches
-from vitbench.train.recipes.nullspace import TokenNoise, nullspace_args, synthesize_delta
+from vitbench.training.config import load_config
+from vitbench.training.loop import train
+from vitbench.training.nullspace_analysis import analyze, exact_nullspace, tile_patches
+from vitbench.training.recipes.nullspace import TokenNoise, nullspace_args, synthesize_delta
 from vitbench.zoo.wrapper import RobustModel
 
 
@@ -119,7 +119,7 @@ def test_nullspace_recipe_fine_tunes_with_a_fresh_delta_each_epoch(tmp_path):
     assert all("holdout_clean" in r and "holdout_pgd10" not in r for r in log)
     assert result.selection["metric"] == "holdout_clean" and result.selection["rule"].startswith("best held-out clean")
     saved = torch.load(tmp_path / "n" / "last.pt", weights_only=True)
-    assert saved["recipe"]["noise"]["delta"].shape == (1, 16, 32)
+    assert saved["recipe"]["state_dicts"]["noise"]["delta"].shape == (1, 16, 32)
     assert result.weights.exists()
 
 
@@ -162,7 +162,7 @@ def test_nullspace_loss_is_clean_ce_plus_ce_under_the_token_noise():
     """The training loss adds the cross-entropy of the model with delta added to its patch tokens."""
     import torch.nn.functional as F
 
-    from vitbench.train.recipes import get_recipe
+    from vitbench.training.recipes import get_recipe
     config = load_config("nullspace", sets=["warmup_epochs=0"])
     recipe, model = get_recipe("nullspace"), _vit(8, 32)
     state = recipe.setup(model, config, torch.device("cpu"))

@@ -284,3 +284,44 @@ def test_imagenet_p_frames_are_fed_as_the_authors_do(tmp_path, tiny_zoo):
         PerturbationsConfig(preprocessing="crop")
     with pytest.raises(DataError, match="frame protocol"):
         ds.load(0, 1, prep, protocol="crop")
+
+
+def test_imagenet_c_images_replaced_in_place_are_not_a_cache_hit(cli, imagenet_zoo, imagenet_c, tmp_path,
+                                                                   monkeypatch):
+    """The released ImageNet-C images are identified by their contents: one image rewritten (same size and mtime)
+    gives another evaluation key."""
+    import os
+
+    from vitbench import hashing
+    from vitbench.suites import corruptions
+    monkeypatch.setattr(hashing, "RACY_SECONDS", -1.0)
+    val, root = imagenet_c
+    preset = tmp_path / "c.yaml"
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [fog]\n")
+    args = ("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset,
+            "--json")
+    first = json.loads(cli(*args).out)[0]
+    again = json.loads(cli(*args).out)[0]
+    assert again["cached"] and again["eval_key"] == first["eval_key"]
+    image = next((root / "fog" / "3").rglob("*.JPEG"))
+    st = image.stat()
+    data = bytearray(image.read_bytes())
+    data[-3] ^= 0xFF                                    # same size, other bytes
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    corruptions._released_fingerprint.cache_clear()       # a new process would start without the memo
+    changed = json.loads(cli(*args).out)[0]
+    assert not changed["cached"] and changed["eval_key"] != first["eval_key"]
+
+
+def test_a_corrupt_imagenet_c_image_is_one_line_naming_it(cli, imagenet_zoo, imagenet_c, tmp_path):
+    val, root = imagenet_c
+    broken = next((root / "fog" / "2").rglob("*.JPEG"))
+    broken.write_bytes(broken.read_bytes()[:200])             # truncated
+    preset = tmp_path / "c.yaml"
+    preset.write_text(f"suites:\n  - suite: corruptions\n    source: released\n    root: {root}\n"
+                      "    corruptions: [fog]\n")
+    res = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", f"imagenet-val:{val}", "--preset", preset)
+    assert res.code == 2 and res.err.count("\n") == 1
+    assert str(broken.relative_to(root)) in res.err and "corrupt or truncated" in res.err

@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
-from vitbench.train.config import load_config
-from vitbench.train.loop import train
-from vitbench.train.recipes import get_recipe
-from vitbench.train.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
+from vitbench.training.config import load_config
+from vitbench.training.loop import train
+from vitbench.training.recipes import get_recipe
+from vitbench.training.recipes.rspc import PatchCorruptor, binarize, num_corrupted, uniform_noise
 from vitbench.zoo.wrapper import RobustModel
 
 TINY = {"arch": "vit_tiny_patch16_224", "arch_args": dict(TINY_VIT_ARGS)}
@@ -125,12 +125,14 @@ def test_rspc_trains_and_resumes_exactly_with_the_corruptor_state(tmp_path, monk
                                                                   "recipe_args.corruptor_lr=0.1"])
     full = train(config, out=tmp_path / "full", device="cpu")
     saved = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
-    assert set(saved["recipe"]) == {"corruptor", "corruptor_opt"} and saved["recipe"]["corruptor_opt"]["state"]
+    dicts = saved["recipe"]["state_dicts"]
+    assert set(dicts) == {"corruptor", "corruptor_opt"} and dicts["corruptor_opt"]["state"]
+    assert saved["recipe"]["values"]["k"] == 2  # a plain value of the recipe's state, kept for resume
     resumed = train_interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     a, b = load_file(str(full.weights)), load_file(str(resumed.weights))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    again = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["recipe"]["corruptor"]
-    assert all(torch.allclose(again[k], saved["recipe"]["corruptor"][k], atol=1e-6) for k in again)
+    again = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"]
+    assert all(torch.allclose(again[k], dicts["corruptor"][k], atol=1e-6) for k in again)
 
 
 def test_rspc_on_a_cnn_is_one_error_line(cli, tmp_path):
@@ -143,7 +145,7 @@ def test_rspc_on_a_cnn_is_one_error_line(cli, tmp_path):
 def _trained_corruptor(tmp_path, **recipe_args):
     """Train RSPC for 2 epochs; (model, C at init, C trained, digits test images) to compare masks on."""
     from vitbench.data import open_dataset
-    from vitbench.train.loop import build_model
+    from vitbench.training.loop import build_model
     from vitbench.zoo.schema import Preprocessing
     config = load_config("rspc", cli=dict(TINY, epochs=2), sets=["val_data=null", "warmup_epochs=0"] + [
         f"recipe_args.{k}={v}" for k, v in recipe_args.items()])
@@ -152,13 +154,13 @@ def _trained_corruptor(tmp_path, **recipe_args):
     model.net.load_state_dict(load_file(str(tmp_path / "r" / "model.safetensors")))
     torch.manual_seed(config.seed)
     initial, trained = PatchCorruptor(8, (4, 4)), PatchCorruptor(8, (4, 4))          # setup() draws C like this
-    trained.load_state_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["corruptor"])
+    trained.load_state_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"])
     x, _ = open_dataset("digits").load(0, 128, Preprocessing(input_size=32, interpolation="bilinear", crop_pct=1.0))
     return model, initial, trained, x
 
 
 def _alignment(model, corruptor, mask, x) -> float:
-    from vitbench.train.recipes.rspc import alignment_loss, block_outputs
+    from vitbench.training.recipes.rspc import alignment_loss, block_outputs
     torch.manual_seed(1)                                                               # the same noise u each call
     keep = corruptor.to_pixels(mask)
     x_hat = keep * x + (1 - keep) * uniform_noise(x, model.mean, model.std, "normalised")

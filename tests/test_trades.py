@@ -9,11 +9,11 @@ import torch.nn.functional as F
 
 from conftest import TINY_VIT_ARGS
 from vitbench.errors import ConfigError
-from vitbench.train.config import load_config
-from vitbench.train.data import augmentation
-from vitbench.train.recipes import get_recipe
-from vitbench.train.recipes import trades as trades_mod
-from vitbench.train.recipes.trades import kl_clean_adv, trades_attack
+from vitbench.training.config import load_config
+from vitbench.training.data import augmentation
+from vitbench.training.recipes import get_recipe
+from vitbench.training.recipes import trades as trades_mod
+from vitbench.training.recipes.trades import kl_clean_adv, trades_attack
 from vitbench.zoo.wrapper import RobustModel
 
 
@@ -66,7 +66,7 @@ def test_defaults_follow_the_paper():
 
 
 def test_paper_config_has_the_authors_fine_tuning_values():
-    from vitbench.train.optim import scaled_lr
+    from vitbench.training.optim import scaled_lr
     config = load_config("trades", config_file="trades-paper")                       # xcit-adv-finetuning.yaml
     assert scaled_lr(config, world=1) == pytest.approx(2e-4 * (128 / 512) ** 0.5)     # lr_base 2e-4 per 512, sqrt
     assert scaled_lr(config, world=4) == pytest.approx(2e-4)
@@ -150,7 +150,8 @@ def test_trades_fine_tunes_a_zoo_entry_registers_and_benches_it(cli, tiny_zoo, t
 
 def test_randaugment_is_timms_at_magnitude_nine_of_ten():
     from timm.data.auto_augment import RandAugment
-    from vitbench.train.data import randaugment
+
+    from vitbench.training.data import randaugment
     config = load_config("canonical-recipe")                                          # rand-m9-mstd0.5-inc1
     op = randaugment(config)
     assert isinstance(op, RandAugment) and op.num_layers == 2
@@ -171,15 +172,17 @@ def test_randaugment_turns_colour_jitter_off_as_timm_does():
 
 def test_posterize_at_zero_bits_is_black_not_an_error():
     from PIL import Image
-    from vitbench.train.data import randaugment
+
+    from vitbench.training.data import randaugment
     op = next(o for o in randaugment(load_config("canonical-recipe")).ops if o.name == "PosterizeIncreasing")
     img = Image.new("RGB", (8, 8), (200, 100, 50))
     assert op.level_fn(10, op.hparams) == (0,) and op.aug_fn(img, 0).getextrema() == ((0, 0),) * 3
 
 
 def test_random_erasing_fills_per_pixel_noise_in_range():
-    from vitbench.train.data import PixelErasing
     import random
+
+    from vitbench.training.data import PixelErasing
     random.seed(0)
     torch.manual_seed(0)
     erase = PixelErasing(1.0)

@@ -8,11 +8,11 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from vitbench.errors import ConfigError
-from vitbench.train.config import load_config
-from vitbench.train.loop import train
-from vitbench.train.optim import eps_at, make_optimizer, make_scheduler, scaled_lr
 from conftest import TINY_VIT_ARGS, train_interrupted_then_resumed
+from vitbench.errors import ConfigError
+from vitbench.training.config import load_config
+from vitbench.training.loop import train
+from vitbench.training.optim import eps_at, make_optimizer, make_scheduler, scaled_lr
 
 TINY = {"arch": "vit_tiny_patch16_224", "epochs": 2, "batch_size": 64,
         "arch_args": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}}
@@ -159,7 +159,7 @@ def test_train_cli_registers_entry_with_recipe(cli, tmp_path):
 
 def _scripted_holdout(monkeypatch, values):
     """Make the held-out metric follow ``values`` epoch by epoch (the model's real weights are still exported)."""
-    from vitbench.train import loop
+    from vitbench.training import loop
     real, calls = loop.accuracies, iter(values)
 
     def accuracies(model, batches, config, device, prefix):
@@ -185,7 +185,7 @@ def test_selection_exports_the_best_held_out_epoch_and_keeps_the_last(tmp_path, 
 
 def test_held_out_examples_are_never_trained_on():
     from vitbench.data import open_dataset
-    from vitbench.train.data import make_loader, split_holdout
+    from vitbench.training.data import make_loader, split_holdout
     train_idx, held = split_holdout(1297, 0.1, seed=0)
     assert (len(train_idx), len(held)) == (1167, 130) and not set(train_idx) & set(held)
     assert split_holdout(1297, 0.1, seed=0) == (train_idx, held) != split_holdout(1297, 0.1, seed=1)
@@ -230,7 +230,7 @@ def _counting_forwards(model):
 
 
 def test_batch_norm_models_get_the_clean_running_statistics_forward():
-    from vitbench.train.recipes import get_recipe
+    from vitbench.training.recipes import get_recipe
     from vitbench.zoo.wrapper import RobustModel
     config = load_config("light-recipe", sets=["eps_warmup_epochs=0"])
     recipe = get_recipe("light-recipe")
@@ -244,7 +244,7 @@ def test_batch_norm_models_get_the_clean_running_statistics_forward():
     out = recipe.loss(cnn, x, y, 0, config, recipe.setup(cnn, config, torch.device("cpu")))
     assert calls == [False, True, True]                    # attack (eval), clean (train), adversarial (train)
     torch.manual_seed(1)
-    from vitbench.train.attack import training_attack
+    from vitbench.training.attack import training_attack
     x_adv = training_attack(reference, x, y, norm="linf", eps=0.1, steps=1, alpha=0.15, mode="eval")
     with torch.no_grad():
         reference(x)
@@ -265,7 +265,7 @@ def _tiny_vit():
 
 
 def test_attack_under_mixup_uses_the_argmax_label():
-    from vitbench.train.attack import training_attack
+    from vitbench.training.attack import training_attack
     model, x = _tiny_vit().eval(), torch.rand(8, 3, 32, 32)
     soft = torch.nn.functional.one_hot(torch.arange(8) % 10, 10) * 0.6 + \
         torch.nn.functional.one_hot((torch.arange(8) + 3) % 10, 10) * 0.4                # MixUp-like targets
@@ -277,7 +277,7 @@ def test_attack_under_mixup_uses_the_argmax_label():
 
 
 def test_drop_path_applies_to_a_fine_tuned_init_entry(tiny_zoo):
-    from vitbench.train.loop import build_model
+    from vitbench.training.loop import build_model
     config = load_config("trades", cli={"init": "tiny-vit.test"}, sets=["drop_path=0.05"])
     model = build_model(config, 10, torch.device("cpu"), zoo=tiny_zoo)
     rates = [m.drop_prob for m in model.net.modules() if type(m).__name__ == "DropPath"]
@@ -286,3 +286,18 @@ def test_drop_path_applies_to_a_fine_tuned_init_entry(tiny_zoo):
     from vitbench.zoo.schema import load_zoo
     base = load_model(load_zoo(tiny_zoo).get("tiny-vit.test")).model
     assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), model.state_dict().values()))
+
+
+def test_recipe_state_without_state_dict_survives_resume_or_is_refused():
+    from vitbench.training.loop import _load_recipe_state, _recipe_state, check_recipe_state
+    from vitbench.training.recipes.trades import trades_args
+    kept = {"counter": 3, "ema": torch.tensor([0.5, 0.25]), "module": torch.nn.Linear(2, 2),
+            "args": trades_args(_config("trades"))}           # a frozen dataclass: rebuilt from the config
+    check_recipe_state("x", kept)
+    saved = _recipe_state(kept)
+    fresh = {"counter": 0, "ema": torch.zeros(2), "module": torch.nn.Linear(2, 2), "args": kept["args"]}
+    _load_recipe_state(fresh, saved)
+    assert fresh["counter"] == 3 and torch.equal(fresh["ema"], kept["ema"])
+    assert torch.equal(fresh["module"].weight, kept["module"].weight)
+    with pytest.raises(ConfigError, match="state 'cache' \\(object\\) .* lost on --resume"):
+        check_recipe_state("x", {"cache": object()})

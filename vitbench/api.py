@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitbench.errors import ConfigError, VitbenchError
@@ -281,6 +282,7 @@ class Setup:
     dataset: Any  # EvalDataset
     data: Any  # what the caller passed as data (a spec string travels to worker processes as it is)
     jobs: list  # per model: its SuiteRuns
+    zoo: Any = None  # the user zoo the models a suite needs besides the evaluated one are looked up in
 
     def positions(self) -> list[tuple[int, int]]:
         """(model index, job index) of every suite run, in report order."""
@@ -297,7 +299,8 @@ class Setup:
         from vitbench.suites import get_suite
         progress = progress or Progress()
         engine = Engine(store, self.options, progress=lambda name, job, n: progress.advance(
-            name, job.suite, n * get_suite(job.suite).cost(job.config), n), **kw)
+            name, job.suite, n * get_suite(job.suite).cost(job.config), n),
+            zoo=None if self.zoo is None else _zoo(self.zoo), **kw)
         for entry, in_memory in self.targets:
             if in_memory is not None:
                 engine.models.put(entry, in_memory)
@@ -313,16 +316,21 @@ def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatase
           suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
           eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
           device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-          zoo: str | os.PathLike | Zoo | None = None) -> Setup:
+          zoo: str | os.PathLike | Zoo | None = None, interval: str = "wilson", resamples: int = 1000) -> Setup:
     """Check and resolve an evaluation (arguments as for :func:`evaluate_many`) without computing anything.
 
     Raises:
         VitbenchError: any bad input, as one message.
     """
     from vitbench.engine import DEFAULT_CHUNK_SIZE, Options, resolve_device
+    from vitbench.intervals import IntervalOptions
     from vitbench.threat import parse_eps, parse_norm
+    try:
+        intervals = IntervalOptions(method=interval, resamples=resamples, seed=seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                      device=device or "auto", batch_size=batch_size or 256)
+                      device=device or "auto", batch_size=batch_size or 256, intervals=intervals)
     if options.batch_size < 1 or options.chunk_size < 1:
         raise VitbenchError("batch_size and chunk_size must be >= 1")
     resolve_device(options.device)  # a wrong device fails before any data is opened or stored
@@ -331,7 +339,7 @@ def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatase
     battery = _preset(suites, preset)
     overrides = {"norm": None if norm is None else parse_norm(norm), "eps": None if eps is None else parse_eps(eps)}
     jobs = [resolve_jobs(battery, entry, overrides, dataset) for entry, _ in targets]
-    return Setup(options, targets, dataset, data, jobs)
+    return Setup(options, targets, dataset, data, jobs, zoo)
 
 
 def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
@@ -339,14 +347,15 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
              eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
              device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
              store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-             progress: Progress | None = None, workers: int = 1) -> Report:
+             progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
+             resamples: int = 1000) -> Report:
     """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
 
     Args:
         model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
         data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
         suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress,
-            workers: as for :func:`evaluate_many`.
+            workers, interval, resamples: as for :func:`evaluate_many`.
 
     Returns:
         A :class:`Report` of every suite run.
@@ -357,7 +366,7 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
     """
     return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
                          seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
-                         zoo=zoo, progress=progress, workers=workers)[0]
+                         zoo=zoo, progress=progress, workers=workers, interval=interval, resamples=resamples)[0]
 
 
 def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
@@ -365,7 +374,8 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
                   eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
                   device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-                  progress: Progress | None = None, workers: int = 1) -> list[Report]:
+                  progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
+                  resamples: int = 1000) -> list[Report]:
     """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
 
     Any number of processes evaluating the same models, data and suites on one store share the work through
@@ -388,6 +398,9 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
         progress: a :class:`Progress` told the work to do and each stored chunk.
         workers: worker processes sharing the work through chunk leases (each with its share of the CPU threads,
             or its own GPU when there are several); models in memory must be picklable for them.
+        interval: the 95% interval of accuracies, ``wilson`` or ``clopper-pearson``; other metrics get a seeded
+            percentile bootstrap over examples with ``resamples`` resamples (0: none). Neither changes the evaluation
+            key: a rerun with other values is a cache hit that aggregates again.
 
     Returns:
         One :class:`Report` per model (on torchrun ranks other than 0, and in a process that shared the work
@@ -399,7 +412,8 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
-                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo)
+                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo,
+                     interval=interval, resamples=resamples)
     progress = progress or Progress()
     if workers > 1:
         from vitbench.workers import run_local
@@ -428,7 +442,8 @@ def submit(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatas
            suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
            eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
            device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-           store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None) -> Submission:
+           store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+           interval: str = "wilson", resamples: int = 1000) -> Submission:
     """:func:`evaluate_many` as a Slurm job array of lease workers (through submitit, ``vitbench[slurm]``).
 
     Suite runs already stored are aggregated at once; the array's jobs share the others through chunk leases in
@@ -446,7 +461,8 @@ def submit(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatas
     """
     from vitbench.slurm import submit as submit_array
     prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
-                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo)
+                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo,
+                     interval=interval, resamples=resamples)
     opened, _ = _store(store)  # kept open for Submission.reports()
     return submit_array(prepared, opened, slurm)
 
@@ -483,3 +499,251 @@ def resolve_jobs(battery, entry: ZooEntry, overrides: dict, dataset: EvalDataset
 def report_json(reports: Sequence[Report]) -> str:
     """The JSON ``vitbench bench --json`` prints for several models."""
     return json.dumps([item for report in reports for item in report.to_json()], indent=2)
+
+
+def export_samples(model: str, suite: str, out: str | os.PathLike, *, data: str | None = None,
+                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None) -> Path:
+    """Write the per-sample records of a model's latest run of a suite (its current version) to ``out``: parquet
+    for ``.parquet``, JSON lines for ``.jsonl`` (as lm-evaluation-harness's ``--log_samples``).
+
+    Raises:
+        VitbenchError: no such run, or another file type.
+    """
+    import datasets
+
+    from vitbench.board.tables import current_runs
+    target = Path(out)
+    if target.suffix not in (".parquet", ".jsonl"):
+        raise ConfigError(f"--out {target}: write .parquet or .jsonl")
+    runs = _runs(store)
+    mine = [r for r in current_runs(runs, _current(runs, zoo)) if r.model == model and r.suite == suite
+            and (data is None or data in (r.dataset, r.label_space))]
+    if not mine:
+        raise VitbenchError(f"no stored {suite} run of {model}" + (f" on {data}" if data else "")
+                            + f": run `vitbench bench {model} --suite {suite} --data ...` first")
+    run = mine[-1]
+    opened, owned = _store(store)
+    try:
+        from vitbench.engine import plan_chunks
+        chunk = opened.chunk_size(run.eval_key)
+        rows = opened.sample_rows(run.eval_key, [(a, b) for _, a, b in plan_chunks(run.n_examples, chunk)])
+    finally:
+        if owned:
+            opened.close()
+    table = datasets.Dataset.from_list([{"index": i, "sample_id": sid, **rec} for i, sid, rec in rows])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".parquet":
+        table.to_parquet(str(target))
+    else:
+        table.to_json(str(target), lines=True)
+    return target
+
+
+# -- training ---------------------------------------------------------------------------------------------------
+
+def train(recipe: str, *, out: str | os.PathLike | None = None, register: str | None = None,
+          device: str = "auto", resume: bool = False, force: bool = False,
+          weights_dir: str | os.PathLike | None = None, config: str | None = None, workers: int = 0,
+          bench: str | None = None, bench_data: str | None = None, zoo: str | os.PathLike | None = None,
+          **values: Any) -> ZooEntry:
+    """Train a model with a bundled recipe (``vitbench list recipes``) and return its zoo entry.
+
+    Args:
+        recipe: ``standard``, ``light-recipe``, ``canonical-recipe``, ``trades``, ``nullspace``, ``rspc``.
+        out: the run's folder (checkpoints, log; default ``$VITBENCH_HOME/runs/NAME``).
+        register: a name to register the trained model under in the user zoo (``zoo``); without it the entry is
+            returned unregistered (pointing at ``out/model.safetensors``) and can be evaluated directly.
+        device, workers, resume, force, weights_dir: as the CLI's ``--device``, ``--workers``, ``--resume``,
+            ``--force``, ``--weights-dir``.
+        config: a YAML config file, or the name of a bundled one (``trades-paper``).
+        bench, bench_data: a battery preset run on the registered model (with ``register``), and its data.
+        **values: config values (``vitbench/training/config.py``): ``arch``, ``arch_args``, ``init``, ``data``,
+            ``epochs``, ``eps`` (the final training eps), ``seed``, ``lr``, ``recipe_args``, ...
+
+    Returns:
+        The trained model's :class:`~vitbench.zoo.schema.ZooEntry` (None on torchrun ranks other than 0).
+
+    Raises:
+        VitbenchError: an unknown recipe or config key, a bad value, an --out holding another run, a --bench that
+        could not run (checked before training).
+    """
+    from pathlib import Path as _Path
+
+    from vitbench.training.config import load_config
+    from vitbench.training.run import TrainJob, config_values, run_training
+    cfg = load_config(recipe, config_file=config, cli=config_values(values))
+    job = TrainJob(out=None if out is None else _Path(out), device=device, workers=workers, resume=resume,
+                   register=register, force=force, weights_dir=None if weights_dir is None else _Path(weights_dir),
+                   bench=bench, bench_data=bench_data, zoo=None if zoo is None else str(zoo))
+    return run_training(cfg, job).entry
+
+
+# -- the leaderboard --------------------------------------------------------------------------------------------
+
+def _current(runs, zoo) -> dict[str, str | None]:
+    from vitbench.zoo.identity import current_fingerprint
+    zoo = _zoo(zoo)
+    return {name: current_fingerprint(zoo, name) for name in {r.model for r in runs}}
+
+
+def _runs(store: str | os.PathLike | Store | None) -> list:
+    opened, owned = _store(store)
+    try:
+        return opened.runs()
+    finally:
+        if owned:
+            opened.close()
+
+
+def compare(a: str, b: str, *, data: str | None = None, suite: str | None = None,
+            store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None):
+    """Two models on the examples both were evaluated on: for each accuracy, the paired difference with its 95%
+    interval (Newcombe) and an exact McNemar test on the per-example outcomes.
+
+    Args:
+        a, b: zoo names (their current versions are compared).
+        data: only results on this dataset spec or label space.
+        suite: only this suite's metrics (clean accuracy always joins).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        A :class:`vitbench.board.compare.Comparison` (``.paired``, ``.to_json()``, ``.to_markdown()``).
+
+    Raises:
+        VitbenchError: when a model has no results, or the two never saw the same examples.
+    """
+    from vitbench.board.compare import compare_models
+    runs = _runs(store)
+    known = {r.model for r in runs}
+    for name in (a, b):
+        if name not in known:
+            _zoo(zoo).get(name)  # an unknown name gets "did you mean"; a known one falls through to "no results"
+    return compare_models(runs, a, b, data=data, suite=suite, current=_current(runs, zoo))
+
+
+@dataclass
+class Leaderboard:
+    """Leaderboard rows computed from the store: ``rows`` (sorted, with rank groups), and each format.
+
+    ``comparison`` holds the merge with a reference leaderboard when one was asked for (``compare=``).
+    """
+
+    rows: list
+    strict: bool = False
+    comparison: Any = None
+
+    def ranks(self) -> list[str | None]:
+        """The rank shown for each row (``1``, ``2=``, ``2=``; see :mod:`vitbench.board.tables`)."""
+        from vitbench.board.tables import rank_labels
+        return rank_labels(self.rows, strict=self.strict)
+
+    def render(self, fmt: str = "md", ci: str = "pm") -> str:
+        """The table in a format (md, csv, json, latex), with intervals as ``ci`` says."""
+        from vitbench.board.tables import render
+        return render(self.rows, fmt, ci=ci, strict=self.strict)
+
+    def to_markdown(self, ci: str = "pm") -> str:
+        return self.render("md", ci)
+
+    def to_csv(self) -> str:
+        return self.render("csv")
+
+    def to_latex(self, ci: str = "pm") -> str:
+        return self.render("latex", ci)
+
+    def to_json(self) -> str:
+        """Exactly what ``vitbench leaderboard --json`` prints."""
+        return self.render("json")
+
+
+def leaderboard(*, data: str | None = None, norm: str | None = None, eps: float | str | None = None,
+                models: Sequence[str] | None = None, compare: str | None = None, allow_mismatch: bool = False,
+                strict_ranks: bool = False, all_versions: bool = False,
+                store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None
+                ) -> Leaderboard:
+    """The leaderboard of what is stored: one row per model version and setup, every number with its interval.
+
+    Args:
+        data: only this dataset spec or label space (``digits``, ``imagenet``).
+        norm, eps: only rows of this threat model.
+        models: only these models.
+        compare: a reference leaderboard (``vitbench list references``) to merge comparable rows into.
+        allow_mismatch: with ``compare``, show rows of other setups, flagged and unranked.
+        strict_ranks: number rows 1, 2, 3 even where a difference is within noise.
+        all_versions: also rows of weights the zoo no longer holds (``NAME@SHA8``).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        A :class:`Leaderboard`.
+
+    Raises:
+        VitbenchError: an unknown reference, or (with ``compare``) no comparable row.
+    """
+    from vitbench.board.tables import build_rows
+    from vitbench.threat import parse_eps, parse_norm
+    runs = _runs(store)
+    rows = build_rows(runs, data=data, norm=None if norm is None else parse_norm(norm),
+                      eps=None if eps is None else parse_eps(eps), models=models, current=_current(runs, zoo),
+                      all_versions=all_versions)
+    comparison = None
+    if compare is not None:
+        from vitbench.board.references import compare as merge
+        from vitbench.board.references import load_reference
+        published = {name: e.provenance.robustbench_name for name, e in _zoo(zoo).entries.items()
+                     if e.provenance.robustbench_name}
+        comparison = merge(rows, load_reference(compare), allow_mismatch=allow_mismatch, published=published)
+    return Leaderboard(rows, strict_ranks, comparison)
+
+
+def site(out: str | os.PathLike, *, data: str | None = None, compare: str | Sequence[str] = (),
+         title: str | None = None, store: str | os.PathLike | Store | None = None,
+         zoo: str | os.PathLike | Zoo | None = None) -> Path:
+    """Write a static leaderboard site (HTML, CSS, a small script, plots, downloads) from the store.
+
+    The index has the leaderboard's rows, ranks and intervals, a table per (dataset, threat model) and topic,
+    sortable and filterable in the browser; each model has a page (zoo entry, runs with provenance, plots, card,
+    per-sample records); pairs of adjacent rows that share examples get a paired-comparison page. The site is built
+    next to ``out`` and moved into place, so a failed build leaves the previous site intact (see
+    :mod:`vitbench.board.site`).
+
+    Args:
+        out: the site's folder: new, empty, or a site vitbench wrote before (replaced).
+        data: only results on this dataset spec or label space.
+        compare: reference leaderboards (``vitbench list references``) to merge the local rows with.
+        title: the site's title (default ``vitbench leaderboard``).
+        store, zoo: as for :func:`evaluate`.
+
+    Returns:
+        The site's folder; open its ``index.html``.
+
+    Raises:
+        VitbenchError: an unknown reference, no stored results, or an ``out`` that cannot hold the site (a file, a
+        folder with other files, no write access); nothing is changed then.
+    """
+    from vitbench.board import site as web
+    from vitbench.board.references import load_reference
+    from vitbench.board.tables import current_runs
+    path = web.check_out(out)
+    refs = [load_reference(name) for name in ([compare] if isinstance(compare, str) else list(compare))]
+    zoo = _zoo(zoo)
+    opened, owned = _store(store)
+    try:
+        board = leaderboard(data=data, store=opened, zoo=zoo)
+        if not board.rows:
+            where = f" for {data}" if data else ""
+            raise VitbenchError(f"no stored results{where}; run `vitbench bench ...` first (or relax --data)")
+        runs = opened.runs()
+        current = _current(runs, zoo)
+        models = {row.model for row in board.rows}
+        shown = [r for r in current_runs(runs, current)
+                 if r.model in models and (data is None or data in (r.dataset, r.label_space))]
+        published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
+                     if e.provenance.robustbench_name}
+        inputs = web.SiteInputs(
+            title=title or web.DEFAULT_TITLE, rows=board.rows, labels=board.ranks(), board_json=board.to_json(),
+            board_md=board.to_markdown(), runs=runs, shown_runs=shown, current=current, entries=zoo.entries,
+            references=[web.reference_table(board.rows, ref, published) for ref in refs], store=opened, data=data)
+        return web.write_site(path, inputs)
+    finally:
+        if owned:
+            opened.close()

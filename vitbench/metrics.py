@@ -112,6 +112,8 @@ class Column:
     method: str | None = None
     outcomes: str | None = None
     metric: str | None = None  # the suite's name for the metric shown (``robust_accuracy``)
+    seeds: int = 1             # runs under this many seeds: ``value`` is their mean, ``seed_sd`` their spread
+    seed_sd: float | None = None
 
     @property
     def topic(self) -> str:
@@ -120,7 +122,7 @@ class Column:
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("id", "label", "value", "higher_is_better", "rank", "headline",
                                               "percent", "kind", "attack", "version", "n", "method", "outcomes",
-                                              "metric")}
+                                              "metric", "seeds", "seed_sd")}
         out["value"] = _finite(self.value)
         out["threat"] = None if self.threat is None else list(self.threat)
         out["ci95"] = None if self.ci95 is None else [_finite(v) for v in self.ci95]

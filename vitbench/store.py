@@ -360,6 +360,14 @@ class Store:
             out += [json.loads(r[0]) for r in rows]
         return out
 
+    def chunk_size(self, eval_key: str) -> int:
+        """The chunk size an evaluation was computed with."""
+        row = self._run(lambda: self._db.execute("SELECT chunk_size FROM evals WHERE eval_key=?",
+                                                 (eval_key,)).fetchone())
+        if row is None:
+            raise StoreError(f"store {self.path}: no evaluation {eval_key}")
+        return int(row[0])
+
     def sample_rows(self, eval_key: str, plan: Iterable[tuple[int, int]]) -> list[tuple[int, str, dict]]:
         """(example index, sample id, record) of the planned chunks, in sample order."""
         out: list[tuple[int, str, dict]] = []

@@ -87,7 +87,20 @@ def card(entry: ZooEntry, rows: Sequence[Row]) -> dict:
         out["external"] = _pct(published["external"])
     out["footnote"] = "; ".join(footnote)
     out["unreliable"] = bool(unreliable)
+    out[SIDECAR] = _intervals(clean, aa, row)
     return out
+
+
+#: the card's extra field for what RobustBench's format has no place for (its loader reads only its own keys)
+SIDECAR = "vitbench"
+
+
+def _intervals(clean: Column | None, aa: Column, row: Row) -> dict:
+    """The 95% intervals of the card's numbers, in percent, and the examples they are measured on."""
+    def pct(col: Column | None):
+        return None if col is None or col.ci95 is None else [round(100 * v, 2) for v in col.ci95]
+    return {"n_examples": row.n_examples, "dataset_size": row.dataset_size, "interval": aa.method,
+            "clean_acc_ci95": pct(clean), "autoattack_acc_ci95": pct(aa)}
 
 
 def card_json(entry: ZooEntry, rows: Sequence[Row]) -> str:

@@ -39,8 +39,33 @@ def latest_runs(runs: Sequence[RunRow], suite: str, key: Callable[[RunRow], Hash
     return {key(run): run for run in runs if run.suite == suite}
 
 
+def interval(run: RunRow, metric: str) -> tuple[float, float] | None:
+    """A stored metric's 95% interval (None for runs stored without one)."""
+    item = run.metrics.get(metric, [])
+    return (item[3], item[4]) if len(item) > 4 and item[3] is not None and item[4] is not None else None
+
+
+def _band(ax, xs, intervals, *, flip: bool = False, **style) -> None:
+    """A shaded 95% band around a line (``flip``: the intervals are of 1 - y, e.g. errors drawn as accuracies)."""
+    pairs = [(x, ci) for x, ci in zip(xs, intervals, strict=True) if ci is not None]
+    if len(pairs) < 2:
+        return
+    lo = [100 * ((1 - ci[1]) if flip else ci[0]) for _, ci in pairs]
+    hi = [100 * ((1 - ci[0]) if flip else ci[1]) for _, ci in pairs]
+    ax.fill_between([x for x, _ in pairs], lo, hi, alpha=0.15, linewidth=0, **style)
+
+
+def _yerr(values: Sequence[float], intervals: Sequence) -> list[list[float]] | None:
+    """Asymmetric error bars (percent) from intervals, or None when a value has none."""
+    if any(ci is None for ci in intervals):
+        return None
+    return [[max(0.0, v - 100 * ci[0]) for v, ci in zip(values, intervals, strict=True)],
+            [max(0.0, 100 * ci[1] - v) for v, ci in zip(values, intervals, strict=True)]]
+
+
 def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
-    """Robust accuracy vs eps, one line per (model, steps), from the latest pgd_sweep run of each model."""
+    """Robust accuracy vs eps, one line per (model, steps), from the latest pgd_sweep run of each model, with the
+    95% interval of every point as a band."""
     latest = latest_runs(runs, "pgd_sweep", lambda run: run.model)
     if not latest:
         return None
@@ -49,8 +74,9 @@ def robustness_curves(runs: Sequence[RunRow], out: Path) -> Path | None:
     for model, run in sorted(latest.items()):
         eps = [0.0] + list(run.config["eps"])
         for steps in run.config["steps"]:
-            accs = [run.metrics["clean_accuracy"][0]] + [run.metrics[f"pgd{steps}@{e:.6g}"][0] for e in run.config["eps"]]
-            ax.plot(eps, [100 * a for a in accs], marker="o", label=f"{model} (PGD-{steps})")
+            keys = ["clean_accuracy"] + [f"pgd{steps}@{e:.6g}" for e in run.config["eps"]]
+            line, = ax.plot(eps, [100 * run.metrics[k][0] for k in keys], marker="o", label=f"{model} (PGD-{steps})")
+            _band(ax, eps, [interval(run, k) for k in keys], color=line.get_color())
     ax.set_xlabel(f"eps ({run.config['norm']})")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 100)
@@ -64,7 +90,7 @@ def _latest_by_model(runs: Sequence[RunRow], suite: str) -> dict[str, RunRow]:
 
 
 def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
-    """One panel per corruption: accuracy vs severity (0 = clean), one line per model."""
+    """One panel per corruption: accuracy vs severity (0 = clean), one line per model, 95% bands."""
     latest = _latest_by_model(runs, "corruptions")
     if not latest:
         return None
@@ -79,7 +105,8 @@ def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
             if name not in run.config["corruptions"]:
                 continue
             accs = [run.metrics["clean_accuracy"][0]] + [1 - run.metrics[f"error/{name}/{s}"][0] for s in sev]
-            ax.plot([0] + list(sev), [100 * a for a in accs], marker="o", ms=3, label=label)
+            line, = ax.plot([0] + list(sev), [100 * a for a in accs], marker="o", ms=3, label=label)
+            _band(ax, list(sev), [interval(run, f"error/{name}/{s}") for s in sev], flip=True, color=line.get_color())
         ax.set_title(name.replace("_", " "), fontsize=9)
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
@@ -92,7 +119,7 @@ def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
 
 
 def flip_probabilities(runs: Sequence[RunRow], out: Path) -> Path | None:
-    """Grouped bars: flip probability per perturbation, one bar per model."""
+    """Grouped bars: flip probability per perturbation, one bar per model, with 95% error bars."""
     latest = _latest_by_model(runs, "perturbations")
     if not latest:
         return None
@@ -102,7 +129,8 @@ def flip_probabilities(runs: Sequence[RunRow], out: Path) -> Path | None:
     width = 0.8 / len(latest)
     for i, (label, run) in enumerate(sorted(latest.items())):
         values = [100 * run.metrics.get(f"fp/{n}", [float("nan")])[0] for n in names]
-        ax.bar([j + i * width for j in range(len(names))], values, width, label=label)
+        ax.bar([j + i * width for j in range(len(names))], values, width, label=label,
+               yerr=_yerr(values, [interval(run, f"fp/{n}") for n in names]), capsize=2)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
     ax.set_xticklabels([n.replace("_", " ") for n in names], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("flip probability (%)")
@@ -219,7 +247,8 @@ def plot_scores(runs: Sequence, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * len(runs)), 4), dpi=120)
     runs = sorted(runs, key=lambda r: r.model)
     for i, run in enumerate(runs):
-        ax.bar(i, 100 * run.metrics["semantic_score"][0], color="C0", alpha=0.6)
+        mean = 100 * run.metrics["semantic_score"][0]
+        ax.bar(i, mean, color="C0", alpha=0.6, yerr=_yerr([mean], [interval(run, "semantic_score")]), capsize=3)
         prefix = "semantic_score["
         members = [(k[len(prefix):-1], v[0]) for k, v in run.metrics.items() if k.startswith(prefix)]
         for j, (name, value) in enumerate(sorted(members)):

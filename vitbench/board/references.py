@@ -150,6 +150,7 @@ def compare(rows: Sequence[Row], ref: Reference, *, allow_mismatch: bool = False
     published = published or {}
     by_name = {r.model: r for r in ref.rows}
     entries = [{"model": r.model, "source": "reference", "clean": r.clean, "robust": r.autoattack,
+                "robust_ci95": _published_interval(r.autoattack, ref.n_examples), "n_examples": ref.n_examples,
                 "external": r.external, "flag": r.note, "comparable": True} for r in ref.rows]
     refused = []
     for row in rows:
@@ -161,19 +162,39 @@ def compare(rows: Sequence[Row], ref: Reference, *, allow_mismatch: bool = False
     if not any(e["source"] == "local" for e in entries):
         raise VitbenchError(_nothing_to_compare(ref, refused))
     entries.sort(key=lambda e: -(e["robust"] if e["robust"] is not None else -1))
-    top = max(r.autoattack for r in ref.rows)
+    best = max(ref.rows, key=lambda r: r.autoattack)
+    top = _published_interval(best.autoattack, ref.n_examples)
     rank = 0
     for e in entries:
         rank += e["comparable"]
         e["rank"] = rank if e["comparable"] else None
-        e["delta_top"] = None if e["robust"] is None else e["robust"] - top
+        e["delta_top"] = None if e["robust"] is None else e["robust"] - best.autoattack
+        e["top_within_noise"] = _within_noise(e.get("robust_ci95"), top)
+    for e in entries:
+        target = by_name.get(published.get(e["model"], "")) if e["source"] == "local" else None
+        if target is not None:
+            e["published_within_noise"] = _within_noise(
+                e.get("robust_ci95"), _published_interval(target.autoattack, ref.n_examples))
     return Comparison(ref, entries, refused)
+
+
+def _published_interval(value: float, n: int) -> tuple[float, float]:
+    """A published accuracy's own 95% interval, from the number of examples the reference evaluated on."""
+    from vitbench import stats
+    return stats.wilson(round(value * n), n)
+
+
+def _within_noise(a: tuple[float, float] | None, b: tuple[float, float]) -> bool | None:
+    """Whether two numbers cannot be told apart by their 95% intervals (None without an interval)."""
+    from vitbench import stats
+    return None if a is None else stats.overlap(a, b)
 
 
 def _local_entry(row: Row, why: str | None, target: ReferenceRow | None) -> dict:
     head, clean = row.headline, row.cells.get("clean/accuracy")
     entry = {"model": row.model, "source": "local", "clean": clean.value if clean else None,
-             "robust": head.value if head else None, "external": None,
+             "robust": head.value if head else None, "n_examples": row.n_examples,
+             "robust_ci95": head.ci95 if head and head.ci95 else None, "external": None,
              "flag": f"NOT COMPARABLE: {why}" if why else "", "comparable": why is None}
     if target is not None and entry["robust"] is not None:
         entry["delta_published"] = entry["robust"] - target.autoattack
@@ -199,11 +220,19 @@ def render_comparison(cmp: Comparison, fmt: str = "md") -> str:
     def pct(v):
         return "" if v is None else f"{100 * v:.2f}"
 
-    def delta(v):
-        return "" if v is None else f"{100 * v:+.2f}"
-    header = ["rank", "model", "source", "clean (%)", "robust (%)", "Δ top (pp)", "Δ published (pp)", "note"]
-    body = [["-" if e["rank"] is None else e["rank"], e["model"], e["source"], pct(e["clean"]), pct(e["robust"]),
-             delta(e["delta_top"]), delta(e.get("delta_published")), e["flag"]] for e in cmp.table]
+    def robust(e):
+        if e["robust"] is None or not e.get("robust_ci95"):
+            return pct(e["robust"])
+        lo, hi = e["robust_ci95"]
+        return f"{pct(e['robust'])} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    def delta(v, noise=None):
+        return "" if v is None else f"{100 * v:+.2f}" + (" (within noise)" if noise else "")
+    header = ["rank", "model", "source", "n", "clean (%)", "robust (%) [95% CI]", "Δ top (pp)", "Δ published (pp)",
+              "note"]
+    body = [["-" if e["rank"] is None else e["rank"], e["model"], e["source"], e["n_examples"], pct(e["clean"]),
+             robust(e), delta(e["delta_top"], e.get("top_within_noise")),
+             delta(e.get("delta_published"), e.get("published_within_noise")), e["flag"]] for e in cmp.table]
     fmt_name = {"md": "github", "latex": "latex_booktabs"}.get(fmt, "github")
     if fmt == "csv":
         import csv
@@ -214,6 +243,8 @@ def render_comparison(cmp: Comparison, fmt: str = "md") -> str:
     text = tabulate(body, headers=header, tablefmt=fmt_name, disable_numparse=True)
     notes = [f"{cmp.ref.title}; source: {cmp.ref.source}. Ranks are among the {len(cmp.ref.rows)} reference rows "
              "listed here plus the comparable local rows, by standard AutoAttack accuracy (a row's external "
-             "evaluation is noted, never ranked; RobustBench's site ranks by it when present)."]
+             "evaluation is noted, never ranked; RobustBench's site ranks by it when present). A published number's "
+             "interval is Wilson's for its reference's number of examples; a delta is within noise when the two "
+             "intervals overlap."]
     notes += [f"left out {m}: {w}" for m, w in cmp.refused]
     return text + "\n\n" + "\n".join(notes) if fmt == "md" else text

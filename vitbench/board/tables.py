@@ -20,7 +20,7 @@ import io
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tabulate import tabulate
 
@@ -54,6 +54,7 @@ class Row:
     current: bool = True
     data_fingerprint: str = ""
     dataset_size: int | None = None
+    seeded: dict[str, dict[int, Column]] = field(default_factory=dict, repr=False)  # column id -> seed -> column
 
     @property
     def name(self) -> str:
@@ -110,11 +111,11 @@ def run_columns(run: RunRow) -> list[Column]:
 
 
 def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
-    """The latest run per (model version, data, n, suite, config)."""
+    """The latest run per (model version, data, n, suite, config, seed)."""
     latest: dict[tuple, RunRow] = {}
     for run in runs:
         latest[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, run.suite,
-                json.dumps(run.config, sort_keys=True))] = run
+                json.dumps(run.config, sort_keys=True), run.seed)] = run
     return sorted(latest.values(), key=lambda r: r.run_id)
 
 
@@ -173,8 +174,21 @@ def build_rows(runs: Sequence[RunRow], *, data: str | None = None, norm: str | N
                  else [c.with_n_label(run.n_examples) for c in columns])
     out = [r for r in rows.values() if _threat_matches(r, norm, eps)]
     for row in out:
+        _merge_seeds(row)
         row.flags += [f for f in _cross_checks(row) if f not in row.flags]
     return sorted(out, key=_sort_key)
+
+
+def _merge_seeds(row: Row) -> None:
+    """A column measured under several seeds (``bench --seeds``) shows their mean, with the spread across seeds
+    beside the latest run's sampling interval; per-example outcomes no longer describe one evaluation."""
+    for cid, by_seed in row.seeded.items():
+        if len(by_seed) < 2:
+            continue
+        values = [c.value for c in by_seed.values()]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        row.cells[cid] = replace(row.cells[cid], value=mean, seeds=len(values), seed_sd=sd, outcomes=None)
 
 
 def _key(run: RunRow, threat) -> tuple:
@@ -205,6 +219,7 @@ def _targets(rows: dict, run: RunRow, aux: bool) -> list[Row]:
 def _add(row: Row, run: RunRow, columns: Sequence[Column]) -> None:
     for col in columns:
         row.cells[col.id] = col
+        row.seeded.setdefault(col.id, {})[run.seed] = col
     row.flags += [f for f in run.flags if f not in row.flags]
     row.runs.append(run.run_id)
 
@@ -345,17 +360,20 @@ SYMMETRY = 0.25
 def cell_text(col: Column | None, ci: str = "pm") -> str:
     """A cell with its 95% interval: ``73.0 ± 4.3`` (``pm``: the interval's half-width, when it is about
     symmetric, else the interval itself, as near 0 or 100%: ``100.0 [83.9, 100.0]``), ``73.0 [68.7, 77.3]``
-    (``interval``), or the value alone (``none``)."""
+    (``interval``), or the value alone (``none``); a mean over seeds adds their spread."""
     if col is None or col.value != col.value:
         return ""
     text = _number(col.value, col.percent)
-    if ci == "none" or col.ci95 is None:
-        return text
-    lo, hi = col.ci95
-    below, above = col.value - lo, hi - col.value
-    if ci == "pm" and abs(above - below) <= SYMMETRY * max(above, below, 1e-12):
-        return f"{text} ± {_number((above + below) / 2, col.percent)}"
-    return f"{text} [{_number(lo, col.percent)}, {_number(hi, col.percent)}]"
+    if ci != "none" and col.ci95 is not None:
+        lo, hi = col.ci95
+        below, above = col.value - lo, hi - col.value
+        if ci == "pm" and abs(above - below) <= SYMMETRY * max(above, below, 1e-12):
+            text = f"{text} ± {_number((above + below) / 2, col.percent)}"
+        else:
+            text = f"{text} [{_number(lo, col.percent)}, {_number(hi, col.percent)}]"
+    if col.seeds > 1 and col.seed_sd is not None:
+        text += f" (sd {_number(col.seed_sd, col.percent)} over {col.seeds} seeds)"
+    return text
 
 
 def n_text(row: Row) -> str:

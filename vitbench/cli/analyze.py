@@ -41,7 +41,7 @@ def _images(args: argparse.Namespace, entry):
 
 
 def run_nullspace(args: argparse.Namespace) -> int:
-    from vitbench.train.nullspace_analysis import analyze
+    from vitbench.training.nullspace_analysis import analyze
     from vitbench.zoo.load import load_model
     entry = load_zoo(args).get(args.name)
     model = load_model(entry, device="cpu").model

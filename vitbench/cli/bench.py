@@ -37,10 +37,17 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     p.add_argument("--n-examples", type=int, help=f"evaluate the first N examples (default: {shown['n-examples']})")
     add_threat_args(p, norm_help=f"linf or l2 (default: {shown['norm']})",
                     eps_help=f"radius as a float or fraction, e.g. 4/255 or 0.5 (default: {shown['eps']})")
-    p.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0, help="run seed; chunk i is seeded from (seed, i) (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                       help="run the battery under each seed; tables show the mean and the spread across seeds")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
     p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
     p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
+    p.add_argument("--interval", choices=("wilson", "clopper-pearson"), default="wilson",
+                   help="95%% interval of accuracies (default wilson); other metrics get a bootstrap")
+    p.add_argument("--resamples", type=int, default=1000,
+                   help="bootstrap resamples for the intervals of non-accuracy metrics (default 1000; 0: none)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     add_store_arg(p)
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -79,21 +86,37 @@ class _Bar:
         self.bar.advance(work, examples)
 
 
-def _evaluation(args: argparse.Namespace) -> dict:
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r} is not a comma-separated list of integers") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError("--seeds needs two or more different seeds, e.g. 0,1,2")
+    return seeds
+
+
+def _evaluation(args: argparse.Namespace, seed: int | None = None) -> dict:
     """The keyword arguments of :func:`vitbench.api.evaluate_many` the bench options give."""
-    return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples, "seed": args.seed,
-            "device": args.device, "batch_size": args.batch_size, "chunk_size": args.chunk_size}
+    return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples,
+            "seed": args.seed if seed is None else seed, "device": args.device, "batch_size": args.batch_size,
+            "chunk_size": args.chunk_size, "interval": getattr(args, "interval", "wilson"),
+            "resamples": getattr(args, "resamples", 1000)}
 
 
 def execute(args: argparse.Namespace, entries, preset) -> list:
-    """Run the preset on the entries through :func:`vitbench.api.evaluate_many`; returns the RunResults this
-    process aggregated and prints nothing else than a note when other workers finished some."""
+    """Run the preset on the entries through :func:`vitbench.api.evaluate_many` (once per seed of ``--seeds``);
+    returns the RunResults this process aggregated and prints nothing else than a note when other workers
+    finished some."""
     from vitbench.api import evaluate_many
-    with progress_bar(0, "vitbench") as bar:
-        reports = evaluate_many(entries, args.data, preset=preset, progress=_Bar(bar), workers=args.workers,
-                                **_evaluation(args))
-    results = [result for report in reports for result in report.results]
-    expected = len(entries) * len(preset.items)
+    results = []
+    seeds = getattr(args, "seeds", None) or [args.seed]
+    for seed in seeds:
+        with progress_bar(0, "vitbench" if seed == args.seed else f"vitbench seed {seed}") as bar:
+            reports = evaluate_many(entries, args.data, preset=preset, progress=_Bar(bar),
+                                    workers=getattr(args, "workers", 1), **_evaluation(args, seed))
+        results += [result for report in reports for result in report.results]
+    expected = len(entries) * len(preset.items) * len(seeds)
     if 0 < expected - len(results) and os.environ.get("RANK", "0") == "0":
         print(f"vitbench: {expected - len(results)} of {expected} suite runs were finished by other workers sharing "
               "this store (see `vitbench status` and `vitbench leaderboard`)", file=sys.stderr)

@@ -20,6 +20,10 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--compare", metavar="REF", help="merge with a reference leaderboard (see `vitbench list references`)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="with --compare: show local rows evaluated under another setup, flagged")
+    p.add_argument("--ci", choices=("pm", "interval", "none"), default="pm",
+                   help="95%% intervals in tables: 73.0 ± 4.3 (pm, the default), 73.0 [68.7, 77.3] (interval), none")
+    p.add_argument("--strict-ranks", action="store_true",
+                   help="number rows 1, 2, 3 even where the difference to the row above is within noise")
     p.add_argument("--all-versions", action="store_true",
                    help="also show results of weights the zoo entry no longer has, as rows NAME@SHA")
     p.add_argument("--card", metavar="NAME", help="write a RobustBench model_info JSON card for a model")
@@ -62,34 +66,32 @@ def _plot(runs, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitbench.board.tables import build_rows, current_runs, render
+    from vitbench.api import leaderboard
     from vitbench.errors import VitbenchError
-    from vitbench.store import open_store
-    from vitbench.zoo.identity import current_fingerprint
 
     fmt = "json" if args.json else args.format
-    store = open_store()
-    runs = store.runs()
     zoo = load_zoo(args)
-    current = {name: current_fingerprint(zoo, name) for name in {r.model for r in runs}}
-    rows = build_rows(runs, data=args.data, norm=args.norm, eps=args.eps, models=args.models, current=current,
-                      all_versions=args.all_versions)
+    board = leaderboard(data=args.data, norm=args.norm, eps=args.eps, models=args.models, compare=args.compare,
+                        allow_mismatch=args.allow_mismatch, strict_ranks=args.strict_ranks,
+                        all_versions=args.all_versions, zoo=zoo)
     if args.card:
         from vitbench.board.cards import card_json
-        entry = zoo.get(args.card)
-        _emit(card_json(entry, rows), args.out)
+        _emit(card_json(zoo.get(args.card), board.rows), args.out)
         return 0
     if args.plot:
-        _plot(current_runs(runs, current), args)
-    if args.compare:
-        from vitbench.board.references import compare, load_reference, render_comparison
-        ref = load_reference(args.compare)
-        published = {name: e.provenance.robustbench_name for name, e in zoo.entries.items()
-                     if e.provenance.robustbench_name}
-        _emit(render_comparison(compare(rows, ref, allow_mismatch=args.allow_mismatch, published=published), fmt),
-              args.out)
+        _plot(_current_runs(zoo), args)
+    if board.comparison is not None:
+        from vitbench.board.references import render_comparison
+        _emit(render_comparison(board.comparison, fmt), args.out)
         return 0
-    if not rows:
+    if not board.rows:
         raise VitbenchError("no stored results match; run `vitbench bench ...` first (or relax --data/--norm/--eps)")
-    _emit(render(rows, fmt), args.out)
+    _emit(board.to_json() if fmt == "json" else board.render(fmt, args.ci), args.out)
     return 0
+
+
+def _current_runs(zoo) -> list:
+    from vitbench.api import _current, _runs
+    from vitbench.board.tables import current_runs
+    runs = _runs(None)
+    return current_runs(runs, _current(runs, zoo))

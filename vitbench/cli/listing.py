@@ -28,7 +28,7 @@ def _items(what: str) -> list[tuple[str, str]]:
         from vitbench.suites import load_preset, preset_names
         return [(n, " ".join(load_preset(n).description.split())) for n in preset_names()]
     if what == "recipes":
-        from vitbench.train.recipes import recipes
+        from vitbench.training.recipes import recipes
         return [(n, r.summary) for n, r in sorted(recipes().items())]
     if what == "references":
         from vitbench.board.references import load_reference, reference_names

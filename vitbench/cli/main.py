@@ -7,7 +7,8 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "status", "store", "train", "analyze", "demo")
+SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "export", "site", "status", "store", "train",
+               "analyze", "demo")
 _MODULES = {"list": "listing"}
 
 

@@ -30,5 +30,25 @@ def add_parser(sub, parent) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vitbench.train.cli import train_command
-    return train_command(args)
+    from pathlib import Path
+
+    from vitbench.cli.zoo import _parse_arch_args
+    from vitbench.training.config import load_config
+    from vitbench.training.recipes import get_recipe
+    from vitbench.training.run import TrainJob, run_training
+    get_recipe(args.recipe)
+    cli = {"arch": args.arch, "init": args.init, "data": args.data, "epochs": args.epochs, "attack_eps": args.eps,
+           "seed": args.seed}
+    if args.arch_arg:
+        cli["arch_args"] = _parse_arch_args(args.arch_arg)
+    config = load_config(args.recipe, config_file=args.config, sets=args.set, cli=cli)
+    job = TrainJob(out=Path(args.out) if args.out else None, device=args.device, workers=args.workers,
+                   resume=args.resume, register=args.register, force=args.force,
+                   weights_dir=Path(args.weights_dir) if args.weights_dir else None, bench=args.bench,
+                   bench_data=args.bench_data, zoo=getattr(args, "zoo", None))
+    trained = run_training(config, job)
+    results = [r for report in trained.reports for r in report.results]
+    if results:
+        from vitbench.cli.bench import print_results
+        print_results(results, as_json=False)
+    return 0

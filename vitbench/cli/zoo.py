@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vitbench.cli._common import add_threat_args, load_zoo
+from vitbench.zoo.schema import INTERPOLATIONS
 
 
 def add_parser(sub, parent) -> None:
@@ -36,7 +37,7 @@ def add_parser(sub, parent) -> None:
     reg.add_argument("--num-classes", type=int, help="number of logits (default: from --dataset)")
     reg.add_argument("--dataset", default="imagenet", help="label space the model predicts (default imagenet)")
     reg.add_argument("--input-size", type=int)
-    reg.add_argument("--interpolation", choices=("nearest", "bilinear", "bicubic"))
+    reg.add_argument("--interpolation", choices=INTERPOLATIONS)
     reg.add_argument("--crop-pct", type=float)
     reg.add_argument("--mean", type=float, nargs=3)
     reg.add_argument("--std", type=float, nargs=3)

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vitbench.data import imagenet
 from vitbench.data.base import EvalDataset, LabelSpace, decode_all, fingerprint_of
-from vitbench.data.files import _files_fingerprint, _from_files, _images_in, _list_class_folders
+from vitbench.data.files import _files_fingerprint, _from_files, _images_in, _list_class_folders, decode_image
 from vitbench.data.specs import DatasetSpec, register_kind
 from vitbench.data.transforms import pil_to_tensor, tensor_resize
 from vitbench.errors import DataError
@@ -70,7 +69,8 @@ class ImageNetC:
                                 f"{folder}/<wnid>/ (is the clean set the ImageNet validation set?)")
 
         def convert(path: Path) -> torch.Tensor:
-            with Image.open(path) as img:
+            with decode_image({"path": str(path), "bytes": None}, f"imagenet-c:{self.root}",
+                              str(path.relative_to(self.root))) as img:
                 if authors_crop:
                     return pil_to_tensor(img, input_size=IMAGENET_C_SIZE, crop_pct=1.0, interpolation="bilinear",
                                          resize=False)

@@ -113,6 +113,7 @@ class AttackEffectivenessSuite(Suite):
     version = 1
     Config = AttackEffectivenessConfig
     summary = "relative loss gap of PGD-k (alpha 1.5 eps/k) to a many-step oracle PGD, over seeds (light recipe)"
+    smoke_config = {"steps": (1, 2), "oracle_steps": 5, "seeds": 1}
     plots = ("loss_gap_vs_k", "loss_gap_vs_epoch")
 
     def run(self, model, chunk: Chunk, config: AttackEffectivenessConfig, ctx: Context) -> SuiteOutput:

@@ -84,6 +84,7 @@ class AutoAttackSuite(Suite):
     version = 1
     Config = AutoAttackConfig
     summary = "AutoAttack via pyautoattack (standard/plus/rand/custom), L-inf or L2, per-sample attribution"
+    smoke_config = {"version": "custom", "attacks": ("apgd-ce",)}
 
     def run(self, model, chunk, config: AutoAttackConfig, ctx) -> SuiteOutput:
         adversary = make_adversary(model, norm=config.norm, eps=config.eps, version=config.version,

@@ -75,6 +75,10 @@ class Suite(ABC):
     aggregation_only: ClassVar[tuple[str, ...]] = ()
     #: the plots that draw this suite's runs: names of functions in vitbench.board.plots (runs, out dir) -> paths
     plots: ClassVar[tuple[str, ...]] = ()
+    #: a quick run of the suite, for the smoke test every suite gets: the dataset kind it runs on (a tiny instance
+    #: is built by vitbench.data.examples) and config values that keep it short
+    example_data: ClassVar[str] = "digits"
+    smoke_config: ClassVar[dict] = {}
 
     def models(self, config: Any, entry: Any) -> list[str]:
         """Other models the suite's runs need, by zoo name or ``timm:ARCH.TAG``: the engine resolves and loads

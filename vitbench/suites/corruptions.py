@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,7 @@ class CorruptionsSuite(Suite):
     version = 2     # 2: glass blur copies as the reference does, frost uses its photographs, release_save
     Config = CorruptionsConfig
     summary = "common corruptions: released ImageNet-C / CIFAR-C or 19 generated corruptions x 5 severities; mCE"
+    smoke_config = {"corruptions": ("gaussian_noise", "glass_blur", "frost"), "severities": (1, 5)}
     plots = ("accuracy_vs_severity",)
     aux = True
 
@@ -127,16 +129,18 @@ class CorruptionsSuite(Suite):
         return raw
 
     def key_facts(self, config: CorruptionsConfig, entry) -> dict:
-        """Released CIFAR-C files by content (sha256, memoised). Released ImageNet-C (375k files) is identified by
-        its folder path only: after replacing files in place, use a fresh store."""
-        if config.source != "released" or config.kind != "cifar-c":
+        """The released files by content: CIFAR-C's arrays, and every ImageNet-C image of the corruptions and
+        severities evaluated (sha256 through the stat cache: hashed once, then only stat'ed)."""
+        if config.source != "released":
             return {}
         from pathlib import Path
 
-        from vitbench.zoo.sources import cached_sha256
+        from vitbench.hashing import file_sha256
         root = Path(config.root).expanduser()
-        return {"files": {c: cached_sha256(root / f"{c}.npy") for c in config.corruptions
-                          if (root / f"{c}.npy").is_file()}}
+        if config.kind == "cifar-c":
+            return {"files": {c: file_sha256(root / f"{c}.npy") for c in config.corruptions
+                              if (root / f"{c}.npy").is_file()}}
+        return {"files": _released_fingerprint(str(root), tuple(config.corruptions), tuple(config.severities))}
 
     def run(self, model, chunk, config: CorruptionsConfig, ctx) -> SuiteOutput:
         bs = ctx.batch_size
@@ -187,6 +191,17 @@ class CorruptionsSuite(Suite):
 
     def cost(self, config: CorruptionsConfig) -> float:
         return float(len(config.corruptions) * len(config.severities) + 1)
+
+
+@functools.lru_cache(maxsize=8)
+def _released_fingerprint(root: str, corruptions: tuple[str, ...], severities: tuple[int, ...]) -> str:
+    """A fingerprint of the names and contents of ROOT/<corruption>/<severity>/**/<image> (memoised per process:
+    the engine asks for the key more than once per run)."""
+    from vitbench.data.base import fingerprint_of
+    from vitbench.hashing import files_sha256
+    base = Path(root)
+    files = sorted(p for c in corruptions for s in severities for p in (base / c / str(s)).rglob("*") if p.is_file())
+    return fingerprint_of([str(p.relative_to(base)) for p in files], files_sha256(files))
 
 
 def release_save(config: CorruptionsConfig, x: torch.Tensor) -> str:

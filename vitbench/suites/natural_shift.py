@@ -37,6 +37,7 @@ class NaturalShiftSuite(Suite):
     aggregation_only = ("ece_bins",)
     Config = NaturalShiftConfig
     summary = "ImageNet-A / ImageNet-R accuracy and calibration with 200-class logit masks"
+    example_data = "imagenet-a"
     aux = True
 
     def configure(self, raw: dict, dataset) -> dict:

@@ -175,6 +175,7 @@ class SemanticSuite(Suite):
     version = 1
     Config = SemanticConfig
     summary = "semantic score: a panel of standard classifiers labels the rescaled PGD-100 perturbation (light recipe)"
+    smoke_config = {"steps": 3}
     plots = ("semantic",)
 
     def models(self, config: SemanticConfig, entry) -> list[str]:

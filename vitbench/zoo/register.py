@@ -31,7 +31,7 @@ def default_preprocessing(arch: str, arch_args: dict) -> Preprocessing:
     input_size = int(size if isinstance(size, int) else cfg.input_size[-1])
     crop = 1.0 if size and int(size) <= 64 else float(cfg.crop_pct)
     return Preprocessing(input_size=input_size, interpolation=cfg.interpolation if cfg.interpolation in
-                         ("nearest", "bilinear", "bicubic") else "bicubic", crop_pct=crop,
+                         schema.INTERPOLATIONS else "bicubic", crop_pct=crop,
                          mean=tuple(cfg.mean), std=tuple(cfg.std))
 
 

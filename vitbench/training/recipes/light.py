@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitbench.train.attack import training_attack
-from vitbench.train.recipes import AdversarialRecipe, StepOutput, has_batch_norm, register_recipe
+from vitbench.training.attack import training_attack
+from vitbench.training.recipes import AdversarialRecipe, StepOutput, has_batch_norm, register_recipe
 
 
 @register_recipe

@@ -21,7 +21,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 
 
 def scaled_lr(config: TrainConfig, world: int) -> float:

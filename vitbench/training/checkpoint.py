@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from vitbench.errors import CheckpointError, ConfigError
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 
 LAST = "last.pt"
 

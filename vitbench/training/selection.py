@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 
 METRICS = {"clean": "holdout_clean", "robust": "holdout_pgd10"}    # select_by -> the epoch record's key
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vitbench.train.config import TrainConfig
+from vitbench.registry import Registry
+from vitbench.training.config import TrainConfig
 
 
 @dataclass
@@ -58,7 +59,7 @@ class AdversarialRecipe(Recipe):
     ``attack_alpha_factor * attack_eps / attack_steps`` (from the final eps), and the model the attack runs on."""
 
     def train_eps(self, epoch: int, config: TrainConfig) -> float:
-        from vitbench.train.optim import eps_at
+        from vitbench.training.optim import eps_at
         return eps_at(epoch, eps=config.attack_eps, warmup_epochs=config.eps_warmup_epochs)
 
     @staticmethod
@@ -92,28 +93,22 @@ def require_vit(model: nn.Module, recipe: str, *, blocks: bool = False) -> nn.Mo
     return model.net.patch_embed
 
 
-RECIPES: dict[str, Recipe] = {"standard": Recipe()}
+#: every recipe, discovered from the modules of this package (the base ``standard`` recipe lives here)
+RECIPES: Registry[Recipe] = Registry("recipe", __name__)
+RECIPES.add("standard", Recipe(), where=__name__)
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
-    """Class decorator: add a recipe to the registry under its ``name``."""
-    RECIPES[cls.name] = cls()
+    """Class decorator: add a recipe to the registry under its ``name`` (a taken name is refused)."""
+    RECIPES.add(cls.name, cls(), where=cls.__module__)
     return cls
 
 
 def recipes() -> dict[str, Recipe]:
-    """All recipes (importing every module of this package once)."""
-    import importlib
-    import pkgutil
-    from pathlib import Path
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        importlib.import_module(f"vitbench.train.recipes.{info.name}")
-    return dict(RECIPES)
+    """All recipes by name."""
+    return RECIPES.all()
 
 
 def get_recipe(name: str) -> Recipe:
-    from vitbench.errors import unknown
-    registry = recipes()
-    if name not in registry:
-        raise unknown("recipe", name, registry)
-    return registry[name]
+    """The recipe called ``name`` (NotFoundError with suggestions otherwise)."""
+    return RECIPES.get(name)

@@ -16,7 +16,7 @@ from vitbench import _config
 from vitbench.errors import ConfigError
 from vitbench.paths import package_file
 
-CONFIG_DIR = package_file("train", "configs")
+CONFIG_DIR = package_file("training", "configs")
 SELECT_BY = ("last", "clean", "robust")
 
 
@@ -145,7 +145,7 @@ def recipe_defaults(recipe: str) -> dict:
 
 
 def config_path(name: str) -> Path:
-    """A YAML file, or the name of a bundled config (``vitbench/train/configs/NAME.yaml``, e.g. ``trades-paper``)."""
+    """A YAML file, or the name of a bundled config (``vitbench/training/configs/NAME.yaml``, e.g. ``trades-paper``)."""
     path = Path(name)
     if path.is_file():
         return path
@@ -171,7 +171,19 @@ def load_config(recipe: str, *, config_file: str | None = None, sets: list[str] 
         if key.startswith("recipe_args.") and key not in names:
             raw.setdefault("recipe_args", {})
             raw["recipe_args"] = dict(raw["recipe_args"], **{key.split(".", 1)[1]: raw.pop(key)})
-    return _config.build(TrainConfig, raw, f"train {recipe} config")
+    return fit_input_size(_config.build(TrainConfig, raw, f"train {recipe} config"))
+
+
+def fit_input_size(config: TrainConfig) -> TrainConfig:
+    """A fixed-resolution architecture (a ViT built for timm's 224 px) gets ``img_size`` = the training input size
+    unless its ``arch_args`` set one: the network is built for the images it will see, and the zoo entry says so."""
+    if config.init or "img_size" in config.arch_args:
+        return config
+    import timm
+    pretrained = timm.models.get_pretrained_cfg(config.arch.split(".")[0])
+    if pretrained is None or not pretrained.fixed_input_size or pretrained.input_size[-1] == config.input_size:
+        return config
+    return replace(config, arch_args={**config.arch_args, "img_size": config.input_size})
 
 
 def with_overrides(config: TrainConfig, **kwargs) -> TrainConfig:

@@ -47,8 +47,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from vitbench import _config
-from vitbench.train.config import TrainConfig
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe, require_vit
+from vitbench.training.config import TrainConfig
+from vitbench.training.recipes import Recipe, StepOutput, register_recipe, require_vit
 
 
 @dataclass(frozen=True)

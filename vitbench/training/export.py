@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitbench.train.config import TrainConfig
+from vitbench.training.config import TrainConfig
 from vitbench.zoo.register import append_entry, prepare, source_for
+from vitbench.zoo.schema import EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry, user_zoo_path
 from vitbench.zoo.sources import sha256_file
-from vitbench.zoo.schema import (EpochCheckpoint, Preprocessing, Provenance, ThreatSpec, Weights, ZooEntry,
-                                 user_zoo_path)
 
 
 def _notes(config: TrainConfig, selection: dict | None) -> str:

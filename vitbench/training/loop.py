@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 
 from vitbench.data import open_dataset
 from vitbench.engine import dist_world, resolve_device
-from vitbench.train import checkpoint
-from vitbench.train.config import TrainConfig
-from vitbench.train.data import held_out_batches, make_loader, mix_batch, seed_host_rngs, split_holdout
-from vitbench.train.optim import current_lr, make_optimizer, make_scheduler, scaled_lr
-from vitbench.train.recipes import Recipe, get_recipe
-from vitbench.train.selection import Best, accuracies, make_best, selection_record
+from vitbench.training import checkpoint
+from vitbench.training.config import TrainConfig
+from vitbench.training.data import held_out_batches, make_loader, mix_batch, seed_host_rngs, split_holdout
+from vitbench.training.optim import current_lr, make_optimizer, make_scheduler, scaled_lr
+from vitbench.training.recipes import Recipe, get_recipe
+from vitbench.training.selection import Best, accuracies, make_best, selection_record
 from vitbench.zoo.archs import build_network
 from vitbench.zoo.wrapper import RobustModel
 
@@ -62,8 +62,26 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device, zoo
     if config.drop_path > 0:
         kwargs["drop_path_rate"] = config.drop_path
     net = build_network(config.arch, num_classes=num_classes, arch_args=kwargs, adapter=config.adapter)
-    return RobustModel(net, mean=config.mean, std=config.std, name=config.arch, num_classes=num_classes,
-                       input_size=config.input_size).to(device)
+    model = RobustModel(net, mean=config.mean, std=config.std, name=config.arch, num_classes=num_classes,
+                        input_size=config.input_size)
+    _check_forward(model, config)
+    return model.to(device)
+
+
+def _check_forward(model: RobustModel, config: TrainConfig) -> None:
+    """One forward pass at the training resolution; a network that cannot take it is one error line."""
+    from vitbench.errors import ConfigError
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 3, config.input_size, config.input_size))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"train: {config.arch} cannot take {config.input_size} px inputs ({first[:120]}): set "
+                          "--set input_size=N to the size it takes, or --arch-arg img_size=N for a ViT") from None
+    finally:
+        model.train(was)
 
 
 def evaluate(model, val, config: TrainConfig, device) -> dict:
@@ -121,6 +139,7 @@ def train(config: TrainConfig, *, out: Path, device: str = "auto", resume: bool 
     model = build_model(config, num_classes, dev, zoo)
     recipe.check(model, config)
     state = recipe.setup(model, config, dev)
+    check_recipe_state(config.recipe, state)
     optimizer = make_optimizer(model.net, config, scaled_lr(config, world))
     run = _Run(config, out, model, model, recipe, state, optimizer, make_scheduler(optimizer, config, len(loader)),
                loader, dev, rank, world, num_classes, make_best(config))
@@ -256,7 +275,7 @@ def _sum_over_ranks(seen: int, correct: int, loss_sum: float, dev: torch.device,
 
 
 def _bar(loader, epoch: int, config: TrainConfig, rank: int):
-    from vitbench.cli._common import progress_iter
+    from vitbench.runtime import progress_iter
     return progress_iter(loader, total=len(loader), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batches",
                          enabled=rank == 0)
 
@@ -280,13 +299,48 @@ def _read_history(out: Path, start_epoch: int) -> list[dict]:
     return kept
 
 
+def _plain(value) -> bool:
+    """Whether a value saves and loads as it is in a weights-only checkpoint (tensors, numbers, strings, and
+    lists, tuples and dicts of them)."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def check_recipe_state(recipe: str, state: dict) -> None:
+    """Every value a recipe keeps must survive resume: an object with ``state_dict()`` (modules, optimisers), a
+    plain value (tensors, counters), or a frozen dataclass its setup derives from the config again.
+
+    Raises:
+        ConfigError: naming the value that would be lost on resume, before any training.
+    """
+    from dataclasses import is_dataclass
+
+    from vitbench.errors import ConfigError
+    for key, value in state.items():
+        frozen = is_dataclass(value) and getattr(type(value), "__dataclass_params__").frozen
+        if not (hasattr(value, "state_dict") or _plain(value) or frozen):
+            raise ConfigError(f"recipe {recipe}: its state {key!r} ({type(value).__name__}) has no state_dict() and "
+                              "is not a tensor or plain value, so it would be lost on --resume: give it "
+                              "state_dict()/load_state_dict() or keep it as a tensor")
+
+
 def _recipe_state(state: dict) -> dict:
-    return {k: v.state_dict() for k, v in state.items() if hasattr(v, "state_dict")}
+    """What a checkpoint keeps of the recipe's state: state dicts, and plain values (a frozen dataclass is
+    derived from the config by the recipe's setup and rebuilt on resume)."""
+    return {"state_dicts": {k: v.state_dict() for k, v in state.items() if hasattr(v, "state_dict")},
+            "values": {k: v for k, v in state.items() if not hasattr(v, "state_dict") and _plain(v)}}
 
 
 def _load_recipe_state(state: dict, saved: dict) -> None:
-    for key, value in saved.items():
+    dicts, values = (saved["state_dicts"], saved["values"]) if "state_dicts" in saved else (saved, {})
+    for key, value in dicts.items():
         if key in state and hasattr(state[key], "load_state_dict"):
             state[key].load_state_dict(value)
+    state.update({k: v for k, v in values.items() if k in state})
 
 

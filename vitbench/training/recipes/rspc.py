@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vitbench import _config
-from vitbench.train.config import TrainConfig
-from vitbench.train.recipes import Recipe, StepOutput, register_recipe, require_vit
+from vitbench.training.config import TrainConfig
+from vitbench.training.recipes import Recipe, StepOutput, register_recipe, require_vit
 
 NOISE_MODES = ("normalised", "pixel")
 

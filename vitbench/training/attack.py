@@ -14,7 +14,6 @@ from torch import nn
 
 from vitbench.attacks.pgd import ascent, project, random_start
 
-
 Objective = Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 
 

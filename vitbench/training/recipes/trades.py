@@ -35,9 +35,9 @@ from torch import nn
 
 from vitbench import _config
 from vitbench.errors import ConfigError
-from vitbench.train.attack import training_attack
-from vitbench.train.config import TrainConfig
-from vitbench.train.recipes import AdversarialRecipe, StepOutput, has_batch_norm, register_recipe
+from vitbench.training.attack import training_attack
+from vitbench.training.config import TrainConfig
+from vitbench.training.recipes import AdversarialRecipe, StepOutput, has_batch_norm, register_recipe
 
 log = logging.getLogger(__name__)
 
