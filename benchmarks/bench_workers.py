@@ -12,8 +12,8 @@ What is measured, per repeat (1 and 2 workers alternated, each on a fresh SQLite
   themselves, which every store write had before leases, is reported beside it.
 - end to end: ``vitbench.evaluate(..., workers=N)`` wall time, process start-up included, once per N.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_workers.py [--model digits-vit.light] [--n 240]
-        [--chunk-size 20] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_workers.py [--model digits-vit.light] [--n 500]
+        [--chunk-size 50] [--repeats 3]
 
 On this project's 2-core machine other jobs may share the cores: the script prints the load average before and
 after, and the median of the per-repeat ratios beside the ratio of the best times.
@@ -127,8 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="digits-vit.light")
     parser.add_argument("--suite", default="pgd_sweep")
-    parser.add_argument("--n", type=int, default=240)
-    parser.add_argument("--chunk-size", type=int, default=20)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
