@@ -169,3 +169,19 @@ def test_the_read_path_imports_no_torch(cli, store_url, tmp_path):
                          timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "| digits-vit.light | clean" in res.stdout and ": ok (" in res.stdout
+
+
+@pytest.mark.parametrize("argv", [("store", "merge", "{missing}", "--into", "{into}"), ("store", "check", "{missing}"),
+                                  ("status", "--store", "{missing}")])
+def test_a_missing_store_file_is_named_and_never_created(cli, tmp_path, argv):
+    """A typo in a source path must not merge "nothing" into a fresh store, nor report an empty one as ok."""
+    missing, into = tmp_path / "typo.sqlite", tmp_path / "into.sqlite"
+    res = cli(*(a.format(missing=missing, into=into) for a in argv))
+    one_line(res, f"store {missing}: no such file")
+    assert not missing.exists() and not into.exists()
+
+
+def test_slurm_options_without_slurm_are_refused_before_anything_runs(cli, isolated_home):
+    res = cli(*BENCH, "--partition", "gpu", "--time-min", "5")
+    one_line(res, "--partition, --time-min only apply to a Slurm submission: add --slurm")
+    assert not (isolated_home / "results.sqlite").exists()

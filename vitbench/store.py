@@ -163,6 +163,15 @@ def _backend(location: str | os.PathLike, timeout: float):
     return SQLiteBackend(Path(text).expanduser(), timeout)
 
 
+def check_exists(location: str | os.PathLike) -> None:
+    """Refuse a SQLite path with no file behind it (a store read as a source is never created by the read)."""
+    from vitbench.store_postgres import is_url
+    text = os.fspath(location)
+    if not is_url(text) and "://" not in text and not Path(text).expanduser().exists():
+        raise StoreError(f"store {text}: no such file; name an existing SQLite store or a postgresql:// URL "
+                         "(`vitbench bench ... --store PATH` creates one)")
+
+
 class Store:
     """A connection to the results store: a SQLite path or a ``postgresql://`` URL.
 
@@ -183,8 +192,11 @@ class Store:
         ConfigError: a URL of a database kind vitbench does not store in.
     """
 
-    def __init__(self, location: str | os.PathLike, *, timeout: float = 60.0, migrate: bool = True) -> None:
+    def __init__(self, location: str | os.PathLike, *, timeout: float = 60.0, migrate: bool = True,
+                 existing: bool = False) -> None:
         self.timeout = timeout
+        if existing:
+            check_exists(location)
         self._sql = _backend(location, timeout)
         #: the location as given, to reopen the store elsewhere (a URL keeps its password: never print it)
         self.address: str = os.fspath(location)
@@ -538,11 +550,12 @@ def default_location() -> str | Path:
     return home() / "results.sqlite"
 
 
-def open_store(location: str | os.PathLike | None = None, *, timeout: float | None = None) -> Store:
+def open_store(location: str | os.PathLike | None = None, *, timeout: float | None = None,
+               existing: bool = False) -> Store:
     """Open a store (default: :func:`default_location`), waiting up to ``VITBENCH_STORE_TIMEOUT`` seconds
-    (default 60) for another process's lock."""
+    (default 60) for another process's lock; with ``existing``, a SQLite path must name a file."""
     wait = timeout if timeout is not None else store_timeout()
-    return Store(location if location is not None else default_location(), timeout=wait)
+    return Store(location if location is not None else default_location(), timeout=wait, existing=existing)
 
 
 @contextmanager

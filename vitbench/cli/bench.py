@@ -55,6 +55,11 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
                         "CPU threads or its own GPU (with --slurm: the job array's size) (default 1)")
 
 
+#: the Slurm options and their defaults (any other value without --slurm is an error)
+SLURM_DEFAULTS = {"partition": None, "gpus_per_worker": 0, "cpus_per_worker": None, "time_min": 60.0,
+                  "slurm_arg": [], "slurm_folder": None, "wait": False, "slurm_cluster": "slurm"}
+
+
 def add_slurm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Slurm", "submit a job array of lease workers through submitit (vitbench[slurm])")
     g.add_argument("--slurm", action="store_true", help="submit --workers N array jobs instead of running here")
@@ -146,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
         from vitbench.zoo.epochs import expand_checkpoints
         entries = [e for entry in entries for e in (*expand_checkpoints(entry), entry)]
     preset = preset_from_suites(args.suite) if args.suite else load_preset(args.preset or "standard")
+    if not args.slurm:
+        given = [f"--{name.replace('_', '-')}" for name, default in SLURM_DEFAULTS.items()
+                 if getattr(args, name, default) != default]
+        if given:
+            from vitbench.errors import ConfigError
+            raise ConfigError(f"{', '.join(given)} only apply to a Slurm submission: add --slurm (or drop them)")
     if args.slurm:
         from vitbench.cli._slurm import submit
         return submit(args, entries, preset, _evaluation(args))

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from vitbench.errors import VitbenchError
     from vitbench.store import open_store
     from vitbench.store_admin import render_status, status
-    store = open_store()
+    store = open_store(existing=True)
     try:
         states = status(store, model=args.model, suite=args.suite, data=args.data)
     finally:

@@ -25,12 +25,15 @@ def add_parser(sub, parent) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from vitbench.store import Store, open_store, store_timeout
+    from vitbench.store import Store, check_exists, open_store, store_timeout
     from vitbench.store_admin import merge
+    for source in args.sources:
+        check_exists(source)  # before the destination is opened (and perhaps created)
     into = open_store(args.into)
     try:
         for source in args.sources:
-            src = Store(source, timeout=store_timeout(), migrate=False)  # a source is read as it is, never changed
+            # a source is read as it is, never changed
+            src = Store(source, timeout=store_timeout(), migrate=False, existing=True)
             try:
                 print(merge(src, into).line(into.location))
             finally:
@@ -43,7 +46,8 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from vitbench.store import Store, open_store, store_timeout
     from vitbench.store_admin import check, summary
-    store = open_store() if args.target is None else Store(args.target, timeout=store_timeout(), migrate=False)
+    store = (open_store(existing=True) if args.target is None else
+             Store(args.target, timeout=store_timeout(), migrate=False, existing=True))
     try:
         problems = check(store)
         for line in problems:
