@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_autoattack.py
 	$(PY) benchmarks/bench_pgd_sweep.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_corruptions.py --threads 1
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_workers.py
 
 # Retrain the bundled zoo into vitbench/zoo/weights and model_zoo.yaml (30 minutes here while other jobs shared
 # the 2 cores).

@@ -68,6 +68,22 @@ def tiny_zoo(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A fresh store location on each backend: a SQLite file, then a new empty PostgreSQL database (the test
+    server of tests/pg_server.py; skipped where there is none, an error under VITBENCH_REQUIRE_PG=1)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.sqlite")
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def on_store(store_url, monkeypatch) -> str:
+    """Make ``store_url`` the default store (VITBENCH_STORE) for the test and the processes it starts."""
+    monkeypatch.setenv("VITBENCH_STORE", store_url)
+    return store_url
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str) -> None:
         self.code, self.out, self.err = code, out, err

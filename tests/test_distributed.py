@@ -1,4 +1,5 @@
-"""Processes: torchrun with 2 CPU ranks (gloo) stores exactly the one-process result; kill -9 then resume."""
+"""Processes: torchrun with 2 CPU ranks (gloo) stores exactly the one-process result through rank 0 alone; kill -9
+then resume."""
 
 import json
 import signal
@@ -46,22 +47,27 @@ def preset(tmp_path):
     return path
 
 
-def test_torchrun_two_ranks_equal_one_process(tiny_zoo, preset, tmp_path):
+def test_torchrun_two_ranks_equal_one_process_and_only_rank_0_writes(tiny_zoo, preset, tmp_path):
+    """Each rank has its own VITBENCH_HOME (as on nodes without a shared disk): rank 1 sends its chunks to rank 0
+    over gloo, and its home gets no store (only the per-machine cache of file hashes)."""
     one = subprocess.run(vitbench_exe() + _bench_args(tiny_zoo, preset), capture_output=True, text=True,
                          env=subprocess_env(VITBENCH_STORE=str(tmp_path / "one.sqlite"), OMP_NUM_THREADS="1"),
                          cwd=tmp_path, timeout=300)
     assert one.returncode == 0, one.stderr
+    per_rank_home = f'export VITBENCH_HOME={tmp_path}/home$RANK; exec "$@"'
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "vitbench.cli.main"] + _bench_args(tiny_zoo, preset), capture_output=True, text=True,
-                         env=subprocess_env(VITBENCH_STORE=str(tmp_path / "two.sqlite"), OMP_NUM_THREADS="1"),
-                         cwd=tmp_path, timeout=300)
+                          "--no-python", "sh", "-c", per_rank_home, "sh"] + vitbench_exe() +
+                         _bench_args(tiny_zoo, preset), capture_output=True, text=True,
+                         env=subprocess_env(OMP_NUM_THREADS="1"), cwd=tmp_path, timeout=300)
     assert two.returncode == 0, two.stderr[-2000:]
     assert _metrics(two.stdout) == _metrics(one.stdout)
-    with sqlite3.connect(tmp_path / "two.sqlite") as db:
-        seeds = db.execute("SELECT chunk_index, seed FROM chunks ORDER BY chunk_index").fetchall()
+    assert sorted(p.name for p in (tmp_path / "home1").iterdir()) == ["hashes.sqlite"]
+    with sqlite3.connect(tmp_path / "home0" / "results.sqlite") as db:
+        rows = db.execute("SELECT chunk_index, seed, worker FROM chunks ORDER BY chunk_index").fetchall()
     with sqlite3.connect(tmp_path / "one.sqlite") as db:
-        assert seeds == db.execute("SELECT chunk_index, seed FROM chunks ORDER BY chunk_index").fetchall()
-    assert len(seeds) == 4
+        alone = db.execute("SELECT chunk_index, seed FROM chunks ORDER BY chunk_index").fetchall()
+    assert [r[:2] for r in rows] == alone
+    assert [r[2].rsplit("/", 1)[1] for r in rows] == ["rank0", "rank1", "rank0", "rank1"]
 
 
 def _chunks(path) -> int:

@@ -1,5 +1,7 @@
-"""The engine: chunk plans and seeds, cache hits, chunk reuse, resume after interruption, OOM back-off."""
+"""The engine on both store backends: chunk plans and seeds, cache hits, chunk reuse, resume after interruption,
+OOM back-off, leases (taken over when expired or dead, given back on Ctrl-C), and a torchrun rank's share."""
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -43,6 +45,12 @@ class ProbeSuite(Suite):
     def aggregate(self, records, config):
         return {"accuracy": Metric(sum(r["correct"] for r in records) / len(records)),
                 "draw_sum": Metric(sum(r["draw"] for r in records))}
+
+
+@pytest.fixture(autouse=True)
+def each_backend(on_store):
+    """Every test here runs once on a SQLite file and once on a fresh PostgreSQL database."""
+    return on_store
 
 
 def _engine(n=35, chunk=10, batch=64, seed=0):
@@ -158,14 +166,71 @@ def test_suite_example_cap_selects_chunks_without_changing_the_key(tiny_zoo):
     assert second.n_examples == 30 and open_store().done_chunks(first.eval_key) == {(0, 10), (10, 20), (20, 30)}
 
 
-def test_a_rank_computes_only_its_own_chunks(tiny_zoo, monkeypatch):
-    """Under torchrun rank r takes chunks i % world == r and leaves aggregation to rank 0."""
+def test_a_rank_computes_its_share_and_sends_it_to_rank_0_without_a_store(tiny_zoo, monkeypatch):
+    """Under torchrun a rank r > 0 has no store: it gets the stored chunks from rank 0, computes the missing
+    chunks with i % world == r and sends each one's records to rank 0."""
     from vitbench import engine as E
     from vitbench.suites.clean import CleanConfig
+    sent = []
     monkeypatch.setattr(E, "dist_world", lambda: (1, 2))
-    monkeypatch.setattr(E, "_barrier", lambda: None)
-    engine = Engine(open_store(), Options(n_examples=40, chunk_size=10, device="cpu"))
+    monkeypatch.setattr(E, "_broadcast", lambda value: {(0, 10)})  # rank 0 says chunk 0 is stored
+    monkeypatch.setattr(E, "_gather", lambda value, world: sent.append(value))
+    engine = Engine(None, Options(n_examples=60, chunk_size=10, device="cpu"))
     entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
     job = SuiteRun("clean", CleanConfig())
+    assert engine.pending(entry, data, job) == 30
     assert engine.run(entry, data, job) is None
-    assert open_store().done_chunks(engine.key(entry, data, job)[0]) == {(10, 20), (30, 40)}
+    assert [(c.index, c.start, c.stop, len(c.records)) for c in sent if c is not None] == \
+        [(1, 10, 20, 10), (3, 30, 40, 10), (5, 50, 60, 10)]
+    assert len(sent) == 3 and sent[0].worker.endswith("/rank1")  # rank 0 has chunks 2, 4: three rounds
+
+
+def _foreign_lease(key, plan, owner, lease_s):
+    store = open_store()
+    store.plan_leases(key, plan)
+    return store.claim(key, plan, owner, lease_s).lease
+
+
+def test_an_expired_lease_of_another_machine_is_taken_over(tiny_zoo, caplog):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    engine = _engine(n=20)
+    key, info = engine.key(entry, data, _job())
+    open_store().ensure_eval(key, info)
+    assert _foreign_lease(key, engine.plan(data, _job()), "elsewhere:1:cafe0000", -1.0).start == 0
+    CALLS.clear()
+    result = engine.run(entry, data, _job())
+    assert [c[0] for c in CALLS] == [0, 1] and result is not None and not result.cached
+    assert "took over chunk [0, 10) from worker elsewhere:1" in caplog.text
+    assert open_store().select("SELECT start, claims FROM leases ORDER BY start") == [(0, 2), (10, 1)]
+
+
+def test_a_live_lease_of_a_dead_local_worker_is_taken_over_without_waiting(tiny_zoo):
+    """kill -9 then rerun: the dead process's lease (60 s left) is ended at once because its pid is gone."""
+    import subprocess
+    import sys
+
+    from vitbench.leases import worker_id
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    engine = _engine(n=20)
+    key, info = engine.key(entry, data, _job())
+    open_store().ensure_eval(key, info)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = worker_id().replace(f":{os.getpid()}:", f":{gone.stdout.strip()}:")
+    assert _foreign_lease(key, engine.plan(data, _job()), owner, 60.0).start == 0
+    CALLS.clear()
+    assert engine.run(entry, data, _job()) is not None and sorted(c[0] for c in CALLS) == [0, 1]
+
+
+def test_ctrl_c_gives_the_lease_back(tiny_zoo):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    with pytest.raises(KeyboardInterrupt):
+        _engine(n=20).run(entry, data, _job(fail_at_chunk=1))
+    assert open_store().select("SELECT start, owner, done FROM leases ORDER BY start")[1] == (10, "", 0)
+
+
+def test_a_shared_worker_leaves_a_job_stored_before_it_started_to_its_launcher(tiny_zoo):
+    entry, data = load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits")
+    assert _engine(n=20).run(entry, data, _job()) is not None
+    shared = Engine(open_store(), Options(n_examples=20, chunk_size=10, device="cpu"), shared=True)
+    assert shared.run(entry, data, _job()) is None
+    assert len(open_store().runs()) == 1

@@ -110,3 +110,50 @@ def test_preempted_job_checkpoints_and_is_requeued_by_slurm(slurm_executor, tmp_
     print(log)
     assert result == {"restarts": 1, "job": job.job_id}
     assert "Calling checkpoint method" in log and f"Requeued job {job.job_id}" in log
+
+
+VITBENCH_PRESET = """description: a slow-enough chunk for the Slurm array test
+suites:
+  - suite: attack_effectiveness
+    eps: 0.05
+    steps: [1, 5]
+    oracle_steps: 40
+    seeds: 2
+"""
+
+
+def test_vitbench_bench_runs_a_two_job_array_of_lease_workers_end_to_end(slurm_conf, tiny_zoo, tmp_path, cli,
+                                                                          monkeypatch):
+    """``vitbench bench --slurm --workers 2 --wait``: two array jobs share the chunks through leases in one store
+    and the table equals what one process computes alone."""
+    import json
+
+    from conftest import subprocess_env, vitbench_exe
+    from vitbench.store import Store
+    preset = tmp_path / "array.yaml"
+    preset.write_text(VITBENCH_PRESET)
+    args = ["bench", "tiny-vit.test", "--zoo", str(tiny_zoo), "--data", "digits", "--preset", str(preset),
+            "--n-examples", "80", "--chunk-size", "10", "--device", "cpu", "--json"]
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "alone.sqlite"))
+    alone = cli(*args)
+    assert alone.code == 0, alone
+    store = tmp_path / "array.sqlite"
+    env = subprocess_env(SLURM_CONF=slurm_conf, VITBENCH_STORE=str(store), OMP_NUM_THREADS="1",
+                         VITBENCH_PROGRESS="0",
+                         PYTHONPATH=os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]))
+    t0 = time.monotonic()
+    res = subprocess.run(vitbench_exe() + args + ["--slurm", "--workers", "2", "--partition", "debug",
+                                                  "--time-min", "5", "--wait", "--slurm-folder",
+                                                  str(tmp_path / "jobs")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=280)
+    print(f"$ vitbench {' '.join(args[:1])} ... --slurm --workers 2 --partition debug --time-min 5 --wait "
+          f"({time.monotonic() - t0:.1f} s, exit {res.returncode})\n{res.stderr}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)[0]["metrics"] == json.loads(alone.out)[0]["metrics"]
+    rows = Store(store).select("SELECT chunk_index, worker FROM chunks ORDER BY chunk_index")
+    for index, worker in rows:
+        print(f"chunk {index}: {worker}")
+    array = res.stderr.split("submitted job array ")[1].split()[0]
+    tasks = {worker.rsplit("_", 1)[1] for _, worker in rows}
+    assert len(rows) == 8 and all(f"/slurm-{array}_" in worker for _, worker in rows)
+    assert tasks == {"0", "1"}  # both array jobs computed chunks

@@ -1,5 +1,6 @@
-"""submitit's local executor, the code path Slurm workers will take, with local processes: a job array, and a job
-interrupted on timeout or preemption that checkpoints, requeues and continues from its store.
+"""submitit's local executor, the code path Slurm workers take, with local processes: a job array, and a job
+interrupted on timeout or preemption that checkpoints, requeues and continues from its store; then vitbench's own
+lease workers on it (``vitbench bench --slurm --slurm-cluster local``), on both store backends.
 
 How submitit's local executor stands in for Slurm (read from submitit's local/local.py and its own tests):
 - A controller process runs each job; ``timeout_min`` bounds the job and ``signal_delay_s`` before the end the
@@ -15,8 +16,10 @@ How submitit's local executor stands in for Slurm (read from submitit's local/lo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -124,3 +127,92 @@ def test_preemption_requeues_without_using_up_a_timeout(tmp_path):
     assert job.result() == [1, 2, 2, 2]
     log = job.stdout()
     assert "this job is preempted" in log and "(1 remaining timeouts)" in log
+
+
+# -- vitbench's own lease workers through the local executor (the code path of `vitbench bench --slurm`) ----------
+
+PRESET = """description: a slow-enough chunk for array tests
+suites:
+  - suite: attack_effectiveness
+    eps: 0.05
+    steps: [1, 5]
+    oracle_steps: 40
+    seeds: 2
+"""
+
+
+def _bench(zoo, preset, *extra) -> list[str]:
+    return ["bench", "tiny-vit.test", "--zoo", str(zoo), "--data", "digits", "--preset", str(preset), "--n-examples",
+            "60", "--chunk-size", "10", "--json", "--device", "cpu", *extra]
+
+
+@pytest.fixture
+def bench_preset(tmp_path):
+    path = tmp_path / "array.yaml"
+    path.write_text(PRESET)
+    return path
+
+
+@pytest.fixture
+def alone(cli, tiny_zoo, bench_preset, tmp_path, monkeypatch):
+    """What one process computes on its own store."""
+    monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "alone.sqlite"))
+    res = cli(*_bench(tiny_zoo, bench_preset))
+    assert res.code == 0, res
+    return json.loads(res.out)[0]["metrics"]
+
+
+def test_bench_slurm_runs_a_two_job_local_array_with_the_one_process_numbers(store_url, tiny_zoo, bench_preset,
+                                                                             alone, tmp_path):
+    from conftest import subprocess_env, vitbench_exe
+    res = subprocess.run(vitbench_exe() + _bench(tiny_zoo, bench_preset, "--slurm", "--slurm-cluster", "local",
+                                                 "--workers", "2", "--wait", "--slurm-folder", str(tmp_path / "jobs")),
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env=subprocess_env(VITBENCH_STORE=store_url, OMP_NUM_THREADS="1", VITBENCH_PROGRESS="0"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "submitted job array" in res.stderr and "(2 workers) for 1 suite runs" in res.stderr
+    assert json.loads(res.stdout)[0]["metrics"] == alone
+    from vitbench.store import Store
+    store = Store(store_url)
+    assert store.select("SELECT COUNT(*), SUM(claims) FROM leases WHERE done = 1") == [(6, 6)]
+    assert store.select("SELECT cached FROM runs") == [(0,)]
+    logs = list((tmp_path / "jobs").glob("*/*_log.out"))
+    assert len(logs) == 2  # one log per array job
+
+
+def _lease_holder(store_url: str) -> int | None:
+    """The pid of a worker holding a live lease after at least one commit."""
+    from vitbench.store import Store
+    store = Store(store_url)
+    try:
+        if not store.select("SELECT 1 FROM chunks"):
+            return None
+        rows = store.select(f"SELECT owner FROM leases WHERE done=0 AND owner<>'' AND expires > {store._sql.clock}")
+    finally:
+        store.close()
+    return int(rows[0][0].split(":")[1]) if rows else None
+
+
+def test_a_preempted_array_job_gives_its_lease_back_requeues_and_continues_from_the_store(
+        tiny_zoo, bench_preset, alone, tmp_path, monkeypatch):
+    from vitbench.api import submit
+    from vitbench.slurm import SlurmOptions
+    from vitbench.store import Store
+    store_url = str(tmp_path / "array.sqlite")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    submission = submit(["tiny-vit.test"], "digits", preset=str(bench_preset), n_examples=60, chunk_size=10,
+                        device="cpu", store=store_url, zoo=tiny_zoo,
+                        slurm=SlurmOptions(workers=1, cluster="local", folder=tmp_path / "jobs"))
+    (job,) = submission.jobs
+    deadline = time.monotonic() + 120
+    while (pid := _lease_holder(store_url)) is None:
+        assert time.monotonic() < deadline, "the job never held a lease after a commit"
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGUSR2)  # what Slurm sends (after SIGTERM) on preemption
+    (report,) = submission.reports()
+    assert report.to_json()[0]["metrics"] == alone
+    log = job.stdout()
+    assert "this job is preempted" in log and "Requeued job" in log
+    workers = Store(store_url).select("SELECT DISTINCT worker FROM chunks")
+    assert len(workers) == 2  # the first attempt's chunks are kept; the requeued attempt did the rest
+    assert Store(store_url).select("SELECT MAX(claims) FROM leases") == [(2,)]  # the chunk given back, claimed again

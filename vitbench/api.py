@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from vitbench.data.base import EvalDataset
     from vitbench.engine import RunResult
+    from vitbench.slurm import SlurmOptions, Submission
     from vitbench.store import Store
     from vitbench.zoo.schema import Zoo, ZooEntry
     from vitbench.zoo.wrapper import RobustModel
@@ -193,9 +194,9 @@ class SuiteReport:
 class Report:
     """The results of :func:`evaluate`: ``report["autoattack"].metrics``, ``report.samples("clean")``."""
 
-    def __init__(self, results: Sequence[RunResult], store_path: Path | None, chunk_size: int) -> None:
+    def __init__(self, results: Sequence[RunResult], store: str | None, chunk_size: int) -> None:
         self.results = list(results)
-        self._store_path, self._chunk_size = store_path, chunk_size
+        self._store, self._chunk_size = store, chunk_size
 
     def suites(self) -> list[str]:
         return [r.suite for r in self.results]
@@ -227,7 +228,7 @@ class Report:
         if len(runs) != 1:
             raise KeyError(f"name one suite of {', '.join(self.suites())} (samples of one run at a time)")
         run = runs[0]
-        store = open_store(self._store_path)
+        store = open_store(self._store)
         try:
             spans = [(a, b) for _, a, b in plan_chunks(run.n_examples, self._chunk_size)]
             rows = store.sample_rows(run.eval_key, spans)
@@ -268,72 +269,61 @@ def _store(store: str | os.PathLike | Store | None) -> tuple[Store, bool]:
     from vitbench.store import Store, open_store
     if isinstance(store, Store):
         return store, False
-    return open_store(None if store is None else Path(store)), True
+    return open_store(store), True
 
 
-def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
-             suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
-             eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
-             device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-             store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-             progress: Progress | None = None, interval: str = "wilson",
-             resamples: int = 1000) -> Report:
-    """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
+@dataclass(frozen=True)
+class Setup:
+    """An evaluation checked and resolved before anything is computed: the options, each model's entry (and the
+    model itself when it is in memory), the dataset and each model's suite runs."""
 
-    Args:
-        model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
-        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
-        suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress, interval,
-            resamples: as for :func:`evaluate_many`.
+    options: Any  # engine.Options
+    targets: list  # (ZooEntry, RobustModel | None) per model
+    dataset: Any  # EvalDataset
+    data: Any  # what the caller passed as data (a spec string travels to worker processes as it is)
+    jobs: list  # per model: its SuiteRuns
+    zoo: Any = None  # the user zoo the models a suite needs besides the evaluated one are looked up in
 
-    Returns:
-        A :class:`Report` of every suite run.
+    def positions(self) -> list[tuple[int, int]]:
+        """(model index, job index) of every suite run, in report order."""
+        return [(i, k) for i, model_jobs in enumerate(self.jobs) for k in range(len(model_jobs))]
 
-    Raises:
-        VitbenchError: any bad input (unknown names, data that does not fit the model, a bad device...), as one
-        message, before anything is computed.
-    """
-    return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
-                         seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
-                         zoo=zoo, progress=progress, interval=interval, resamples=resamples)[0]
+    def task(self, position: tuple[int, int]) -> tuple:
+        """The (entry, dataset, suite run) at a position."""
+        i, k = position
+        return self.targets[i][0], self.dataset, self.jobs[i][k]
+
+    def engine(self, store: Store | None, progress: Progress | None = None, **kw):
+        """An engine for this evaluation, with the models already in memory handed in."""
+        from vitbench.engine import Engine
+        from vitbench.suites import get_suite
+        progress = progress or Progress()
+        engine = Engine(store, self.options, progress=lambda name, job, n: progress.advance(
+            name, job.suite, n * get_suite(job.suite).cost(job.config), n),
+            zoo=None if self.zoo is None else _zoo(self.zoo), **kw)
+        for entry, in_memory in self.targets:
+            if in_memory is not None:
+                engine.models.put(entry, in_memory)
+        return engine
+
+    def reports(self, results: dict[tuple[int, int], RunResult], store: str | None) -> list[Report]:
+        """One report per model from the results by position."""
+        return [Report([results[(i, k)] for k in range(len(model_jobs)) if (i, k) in results], store,
+                       self.options.chunk_size) for i, model_jobs in enumerate(self.jobs)]
 
 
-def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
-                  suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
-                  eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
-                  device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-                  store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-                  progress: Progress | None = None, interval: str = "wilson",
-                  resamples: int = 1000) -> list[Report]:
-    """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
-
-    Args:
-        models: zoo names, ZooEntries or RobustModels from :func:`load_model` or :func:`wrap`.
-        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
-        suites: suite names with their default configs (``["clean", "autoattack"]`` or ``"clean,autoattack"``);
-            or ``preset``: a battery preset name or YAML file (default: ``standard``).
-        norm, eps: the threat model (default: the preset's, else the model's, else L-inf at the given eps).
-        n_examples: evaluate the first N examples (default: all).
-        seed: the run seed; chunk i is seeded from (seed, i).
-        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
-        batch_size: the largest batch (halved on out-of-memory; default 256).
-        chunk_size: examples per stored chunk (part of the evaluation key; default 100).
-        store: a SQLite path, an open Store, or None for ``$VITBENCH_STORE`` / ``$VITBENCH_HOME/results.sqlite``.
-        zoo: a user zoo file for zoo names.
-        progress: a :class:`Progress` told the work to do and each stored chunk.
-        interval: the 95% interval of accuracies, ``wilson`` or ``clopper-pearson``; other metrics get a seeded
-            percentile bootstrap over examples with ``resamples`` resamples (0: none). Neither changes the evaluation
-            key: a rerun with other values is a cache hit that aggregates again.
-
-    Returns:
-        One :class:`Report` per model (on torchrun ranks other than 0: empty reports).
+def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
+          suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+          eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+          device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+          zoo: str | os.PathLike | Zoo | None = None, interval: str = "wilson", resamples: int = 1000) -> Setup:
+    """Check and resolve an evaluation (arguments as for :func:`evaluate_many`) without computing anything.
 
     Raises:
-        VitbenchError: any bad input, as one message, before anything is computed.
+        VitbenchError: any bad input, as one message.
     """
-    from vitbench.engine import DEFAULT_CHUNK_SIZE, Engine, Options, resolve_device
+    from vitbench.engine import DEFAULT_CHUNK_SIZE, Options, resolve_device
     from vitbench.intervals import IntervalOptions
-    from vitbench.suites import get_suite
     from vitbench.threat import parse_eps, parse_norm
     try:
         intervals = IntervalOptions(method=interval, resamples=resamples, seed=seed)
@@ -349,24 +339,137 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     battery = _preset(suites, preset)
     overrides = {"norm": None if norm is None else parse_norm(norm), "eps": None if eps is None else parse_eps(eps)}
     jobs = [resolve_jobs(battery, entry, overrides, dataset) for entry, _ in targets]
+    return Setup(options, targets, dataset, data, jobs, zoo)
+
+
+def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
+             suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+             eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+             device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+             store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+             progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
+             resamples: int = 1000) -> Report:
+    """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
+
+    Args:
+        model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
+        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
+        suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress,
+            workers, interval, resamples: as for :func:`evaluate_many`.
+
+    Returns:
+        A :class:`Report` of every suite run.
+
+    Raises:
+        VitbenchError: any bad input (unknown names, data that does not fit the model, a bad device...), as one
+        message, before anything is computed.
+    """
+    return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
+                         seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
+                         zoo=zoo, progress=progress, workers=workers, interval=interval, resamples=resamples)[0]
+
+
+def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
+                  suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+                  eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+                  device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+                  store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+                  progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
+                  resamples: int = 1000) -> list[Report]:
+    """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
+
+    Any number of processes evaluating the same models, data and suites on one store share the work through
+    chunk leases; under torchrun only rank 0 opens the store.
+
+    Args:
+        models: zoo names, ZooEntries or RobustModels from :func:`load_model` or :func:`wrap`.
+        data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
+        suites: suite names with their default configs (``["clean", "autoattack"]`` or ``"clean,autoattack"``);
+            or ``preset``: a battery preset name or YAML file (default: ``standard``).
+        norm, eps: the threat model (default: the preset's, else the model's, else L-inf at the given eps).
+        n_examples: evaluate the first N examples (default: all).
+        seed: the run seed; chunk i is seeded from (seed, i).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        batch_size: the largest batch (halved on out-of-memory; default 256).
+        chunk_size: examples per stored chunk (part of the evaluation key; default 100).
+        store: a SQLite path, a ``postgresql://`` URL, an open Store, or None for ``$VITBENCH_STORE`` /
+            ``$VITBENCH_HOME/results.sqlite``.
+        zoo: a user zoo file for zoo names.
+        progress: a :class:`Progress` told the work to do and each stored chunk.
+        workers: worker processes sharing the work through chunk leases (each with its share of the CPU threads,
+            or its own GPU when there are several); models in memory must be picklable for them.
+        interval: the 95% interval of accuracies, ``wilson`` or ``clopper-pearson``; other metrics get a seeded
+            percentile bootstrap over examples with ``resamples`` resamples (0: none). Neither changes the evaluation
+            key: a rerun with other values is a cache hit that aggregates again.
+
+    Returns:
+        One :class:`Report` per model (on torchrun ranks other than 0, and in a process that shared the work
+        with others and did not finish a suite run: without that run).
+
+    Raises:
+        VitbenchError: any bad input, as one message, before anything is computed.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
+                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo,
+                     interval=interval, resamples=resamples)
     progress = progress or Progress()
-    opened, owned = _store(store)
+    if workers > 1:
+        from vitbench.workers import run_local
+        opened, owned = _store(store)
+        try:
+            return prepared.reports(run_local(prepared, opened, workers, progress), opened.address)
+        finally:
+            if owned:
+                opened.close()
+    from vitbench.engine import dist_world
+    rank, _ = dist_world()
+    opened, owned = _store(store) if rank == 0 else (None, False)  # under torchrun only rank 0 opens the store
     try:
-        engine = Engine(opened, options, progress=lambda name, job, n: progress.advance(
-            name, job.suite, n * get_suite(job.suite).cost(job.config), n), zoo=None if zoo is None else _zoo(zoo))
-        for entry, in_memory in targets:
-            if in_memory is not None:
-                engine.models.put(entry, in_memory)
-        progress.start(sum(engine.pending(entry, dataset, job) * get_suite(job.suite).cost(job.config)
-                           for (entry, _), model_jobs in zip(targets, jobs) for job in model_jobs))
-        reports = []
-        for (entry, _), model_jobs in zip(targets, jobs):
-            results = [r for r in (engine.run(entry, dataset, job) for job in model_jobs) if r is not None]
-            reports.append(Report(results, opened.path, options.chunk_size))
-        return reports
+        engine = prepared.engine(opened, progress)
+        tasks = [prepared.task(p) for p in prepared.positions()]
+        progress.start(sum(engine.pending(*task) * _cost(task[2]) for task in tasks))
+        results = engine.run_all(tasks)
+        done = {p: r for p, r in zip(prepared.positions(), results, strict=True) if r is not None}
+        return prepared.reports(done, None if opened is None else opened.address)
     finally:
         if owned:
             opened.close()
+
+
+def submit(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *, slurm: SlurmOptions,
+           suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
+           eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
+           device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
+           store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
+           interval: str = "wilson", resamples: int = 1000) -> Submission:
+    """:func:`evaluate_many` as a Slurm job array of lease workers (through submitit, ``vitbench[slurm]``).
+
+    Suite runs already stored are aggregated at once; the array's jobs share the others through chunk leases in
+    ``store``, which the nodes must reach (a ``postgresql://`` URL, or a SQLite file on a shared disk).
+
+    Args:
+        slurm: the array's size and resources (:class:`vitbench.slurm.SlurmOptions`).
+        others: as for :func:`evaluate_many` (the models must be zoo models or picklable).
+
+    Returns:
+        A :class:`vitbench.slurm.Submission`: ``array_id``, ``jobs``, ``folder`` (logs), ``reports()`` (waits).
+
+    Raises:
+        VitbenchError: bad input, submitit missing, no ``sbatch`` on this machine, before anything is submitted.
+    """
+    from vitbench.slurm import submit as submit_array
+    prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
+                     seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo,
+                     interval=interval, resamples=resamples)
+    opened, _ = _store(store)  # kept open for Submission.reports()
+    return submit_array(prepared, opened, slurm)
+
+
+def _cost(job) -> float:
+    from vitbench.suites import get_suite
+    return get_suite(job.suite).cost(job.config)
 
 
 def _target(model, zoo) -> tuple[ZooEntry, RobustModel | None]:

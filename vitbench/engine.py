@@ -1,11 +1,21 @@
-"""The engine: fixed chunks, per-chunk seeds, commit per chunk, resume, ranks, batch-size back-off.
+"""The engine: fixed chunks, per-chunk seeds, commit per chunk, resume, leases, ranks, batch-size back-off.
 
 An evaluation is identified by (model fingerprint, data fingerprint, suite, suite version, config, seed, chunk
 size); ``n_examples`` only selects how many of its chunks a run needs, so a larger run reuses a smaller one's
 chunks. Chunk ``i`` covers examples [i * chunk_size, min((i + 1) * chunk_size, n)) and is seeded from
 (seed, i). Each finished chunk is committed with its per-sample records at once; a rerun computes only the
-missing chunks, and a run whose chunks are all stored is a cache hit (no model is even loaded). Under
-``torchrun`` rank r computes the chunks with i % world_size == r; rank 0 aggregates once all are stored.
+missing chunks, and a run whose chunks are all stored is a cache hit (no model is even loaded).
+
+Workers. Any number of processes running the same jobs on one store share them through chunk leases (see
+:mod:`vitbench.store`): each claims a chunk, computes it while a heartbeat renews the lease, commits it and claims
+the next; a job with nothing left to claim is put aside for the next one and revisited, so that a dead worker's
+expired lease is taken over. The worker whose commit completes a job's plan aggregates it (one run row); a process
+that finds a job complete before it starts is a cache hit and aggregates it itself, unless it is one of a launched
+group of workers (``shared``: local ``--workers``, a Slurm array), whose launcher handles cache hits.
+
+Ranks. Under ``torchrun`` only rank 0 opens the store: it broadcasts the stored chunks, rank r computes the missing
+chunks with i % world_size == r, every rank sends its chunk's records to rank 0 over the process group (object
+collectives: gloo on CPU, nccl on GPU) and rank 0 commits them chunk by chunk, then aggregates.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ from vitbench.data.base import EvalDataset
 from vitbench.errors import ConfigError, DataError, VitbenchError
 from vitbench.intervals import IntervalOptions, annotate
 from vitbench.label_spaces import LABEL_SPACES
-from vitbench.store import Store
+from vitbench.leases import BEATS_PER_LEASE, Heartbeat, known_dead, lease_seconds, short, worker_id
+from vitbench.store import Commit, Lease, Plan, Store
 from vitbench.suites import get_suite
 from vitbench.suites.base import Chunk, Column, Context, Metric
 from vitbench.zoo.load import LoadedModel, load_model, model_fingerprint, weights_identity
@@ -91,7 +102,7 @@ class RunResult:
 
 def plan_chunks(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
     """(index, start, stop) of every chunk of an n-example run."""
-    return [(i, start, min(start + chunk_size, n)) for i, start in enumerate(range(0, n, chunk_size))]
+    return Plan(n, chunk_size).chunks()
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -148,7 +159,10 @@ def dist_world() -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        nccl = torch.cuda.is_available()
+        if nccl:  # object collectives over nccl go through the current device: one GPU per rank
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if nccl else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -156,6 +170,22 @@ def _barrier() -> None:
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def _broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    import torch.distributed as dist
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _gather(value: Any, world: int) -> list | None:
+    """Every rank's ``value``, in rank order, on rank 0 (None elsewhere)."""
+    import torch.distributed as dist
+    out = [None] * world if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0)
+    return out
 
 
 def provenance(device: torch.device) -> dict:
@@ -229,20 +259,76 @@ class _Models:
         return model_fingerprint(entry, ident[0]), ident[0]
 
 
-class Engine:
-    """Runs suites on models over a dataset, storing every chunk."""
+@dataclass
+class _Job:
+    """One suite on one model over a dataset, as the engine works it: its key, plan and outcome."""
 
-    def __init__(self, store: Store, options: Options, *,
-                 progress: Callable[[str, SuiteRun, int], None] | None = None, zoo: Any = None):
+    entry: ZooEntry
+    dataset: EvalDataset
+    job: SuiteRun
+    suite: Any
+    key: str
+    info: dict
+    plan: Plan
+    started: float = field(default_factory=time.perf_counter)
+    computed: int = 0
+    finished: bool = False
+    result: RunResult | None = None
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """A computed chunk, ready to commit (or to send to rank 0)."""
+
+    index: int
+    start: int
+    stop: int
+    seed: int
+    batch_size: int
+    seconds: float
+    device: str
+    flags: tuple[str, ...]
+    ids: tuple[str, ...]
+    records: tuple[dict, ...]
+    worker: str
+
+
+#: the first wait of a worker that finds nothing to claim (see Engine._poll_s)
+POLL_FIRST_S = 0.02
+
+
+class Engine:
+    """Runs suites on models over a dataset, storing every chunk.
+
+    Args:
+        store: the store (None on torchrun ranks other than 0, which never open it).
+        options: seeds, chunking, device, batch size.
+        progress: called with (model name, job, examples) when a job starts (0) and after each stored chunk.
+        zoo: where the models a suite needs besides the evaluated one are looked up.
+        shared: this process is one of a launched group of workers (local ``--workers``, a Slurm array): jobs
+            found complete are left to the launcher instead of being aggregated as cache hits.
+        lease_s: seconds a chunk lease lasts without a heartbeat (default ``VITBENCH_LEASE_S``, 60).
+    """
+
+    def __init__(self, store: Store | None, options: Options, *,
+                 progress: Callable[[str, SuiteRun, int], None] | None = None, zoo: Any = None,
+                 shared: bool = False, lease_s: float | None = None):
         self.store, self.options = store, options
         self.device = resolve_device(options.device)
         self.rank, self.world = dist_world()
+        if store is None and self.rank == 0:
+            raise ValueError("rank 0 (or a single process) needs a store")
         self.models = _Models(self.device)
         self._members = _Models(self.device, capacity=8)  # models a suite needs besides the evaluated one
         self._zoo = zoo
         self._member_cache: dict[tuple, list[ZooEntry]] = {}
         self.batch_size = options.batch_size
         self._progress = progress or (lambda name, job, n: None)
+        self.shared = shared
+        self.worker = worker_id() if self.world == 1 else f"{worker_id()}/rank{self.rank}"
+        self.lease_s = lease_s if lease_s is not None else lease_seconds()
+        #: the lease being computed (evaluation key, lease), for a preemption handler to give back
+        self.current: tuple[str, Lease] | None = None
 
     def _member_entries(self, suite, config, entry: ZooEntry) -> list[ZooEntry]:
         """The zoo entries of the models the suite's config names (``timm:ARCH.TAG`` or zoo names), checked by
@@ -267,6 +353,9 @@ class Engine:
         cap = getattr(job.config, "n_examples", None) if job is not None else None
         return n if cap is None else min(n, cap)
 
+    def plan(self, dataset: EvalDataset, job: SuiteRun) -> Plan:
+        return Plan(self.n_examples(dataset, job), self.options.chunk_size)
+
     def key(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> tuple[str, dict]:
         """The evaluation key and the facts it is made of."""
         suite = get_suite(job.suite)
@@ -288,38 +377,173 @@ class Engine:
         members = self._member_entries(suite, config, entry)
         return {"models": {m.name: _known_fingerprint(m) for m in members}} if members else {}
 
+    def _done(self, key: str) -> set[tuple[int, int]]:
+        """The stored chunks of an evaluation; under torchrun read by rank 0 and broadcast (a collective)."""
+        done = self.store.done_chunks(key) if self.rank == 0 else None
+        return _broadcast(done) if self.world > 1 else done
+
     def pending(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> int:
-        """Number of examples this rank still has to compute for the job."""
+        """Number of examples still to compute for the job (this rank's share under torchrun)."""
         key, _ = self.key(entry, dataset, job)
-        done = self.store.done_chunks(key)
-        plan = plan_chunks(self.n_examples(dataset, job), self.options.chunk_size)
-        return sum(b - a for i, a, b in plan if i % self.world == self.rank and (a, b) not in done)
+        done = self._done(key)
+        return sum(b - a for i, a, b in self.plan(dataset, job).chunks()
+                   if i % self.world == self.rank and (a, b) not in done)
+
+    def missing(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> int:
+        """Number of the job's chunks not stored yet (reads the store: rank 0 or one process)."""
+        key, _ = self.key(entry, dataset, job)
+        return self.store.missing(key, self.plan(dataset, job))
 
     def run(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> RunResult | None:
-        """Evaluate one suite on one model; returns the result on rank 0 (None on other ranks)."""
+        """Evaluate one suite on one model (see :meth:`run_all`)."""
+        return self.run_all([(entry, dataset, job)])[0]
+
+    def run_all(self, tasks: list[tuple[ZooEntry, EvalDataset, SuiteRun]]) -> list[RunResult | None]:
+        """Evaluate each (model, dataset, suite run); returns each result where this process aggregated it: on
+        rank 0 under torchrun, else where this worker found the job complete at the start (a cache hit, unless
+        ``shared``) or committed its last missing chunk; None elsewhere."""
+        jobs = [self._prepare(*task) for task in tasks]
+        if self.world > 1:
+            return [self._run_ranked(j) for j in jobs]
+        return self._run_leased(jobs)
+
+    def aggregate(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun, *, cached: bool,
+                  seconds: float = 0.0) -> RunResult:
+        """Aggregate a job whose chunks are all stored into a run row (e.g. a launcher whose worker died after
+        its last commit)."""
+        j = self._prepare(entry, dataset, job)
+        j.started = time.perf_counter() - seconds
+        return self._finish(j, cached=cached)
+
+    def _prepare(self, entry: ZooEntry, dataset: EvalDataset, job: SuiteRun) -> _Job:
         check_labels(entry, dataset)
         suite = get_suite(job.suite)
         if dataset.is_sequence and not suite.accepts_sequences:
             raise DataError(f"{dataset.spec!r} holds perturbation sequences; suite {job.suite} evaluates images "
                             "(use the perturbations suite on it)")
         key, info = self.key(entry, dataset, job)
-        n = self.n_examples(dataset, job)
-        plan = plan_chunks(n, self.options.chunk_size)
-        started = time.perf_counter()
-        self.store.ensure_eval(key, info)
-        done = self.store.done_chunks(key)
-        todo = [c for c in plan if c[0] % self.world == self.rank and (c[1], c[2]) not in done]
-        if todo:
-            self._progress(entry.name, job, 0)  # progress now names this job
-        for index, start, stop in todo:
-            self._run_chunk(entry, dataset, job, suite, key, index, start, stop)
-        _barrier()
+        return _Job(entry, dataset, job, suite, key, info, self.plan(dataset, job))
+
+    # -- independent workers: leases ---------------------------------------------------------------------------
+    def _run_leased(self, jobs: list[_Job]) -> list[RunResult | None]:
+        for j in jobs:
+            self.store.ensure_eval(j.key, j.info)
+            if self.store.plan_leases(j.key, j.plan) == 0:
+                j.finished = True
+                if not self.shared:
+                    j.result = self._finish(j, cached=True)
+        waiting = [j for j in jobs if not j.finished]
+        idle = 0
+        while waiting:
+            progressed = False
+            for j in waiting:
+                progressed |= self._drain(j)
+            waiting = [j for j in waiting if not j.finished]
+            idle = 0 if progressed else idle + 1
+            if waiting and not progressed and not self._reap(waiting):
+                time.sleep(self._poll_s(idle))
+        return [j.result for j in jobs]
+
+    def _poll_s(self, idle: int = 0) -> float:
+        """How long a worker with nothing to claim waits before it looks again (for expired leases and finished
+        jobs; a cheap read-mostly transaction): 20 ms after its last chunk, doubling while it stays idle, at most
+        once a second. The short first waits let the last worker aggregate as soon as the others commit."""
+        ceiling = max(0.2, min(1.0, self.lease_s / (2 * BEATS_PER_LEASE)))
+        return min(ceiling, POLL_FIRST_S * 2 ** max(0, idle - 1))
+
+    def _drain(self, j: _Job) -> bool:
+        """Claim, compute and commit the job's chunks until none is claimable; True when one was computed."""
+        progressed = False
+        while True:
+            claim = self.store.claim(j.key, j.plan, self.worker, self.lease_s)
+            if claim.lease is None:
+                j.finished = claim.missing == 0
+                if not j.finished and not progressed:
+                    log.debug("%s %s: %d chunks left, all leased by other workers", j.entry.name, j.job.suite,
+                              claim.missing)
+                return progressed
+            if not progressed and not j.computed:
+                self._progress(j.entry.name, j.job, 0)  # progress now names this job
+            progressed = True
+            commit = self._compute_leased(j, claim.lease)
+            if commit.missing == 0:
+                j.finished = True
+                if commit.inserted:  # this commit completed the plan: this worker aggregates
+                    j.result = self._finish(j, cached=False)
+                return True
+
+    def _compute_leased(self, j: _Job, lease: Lease) -> Commit:
+        if lease.taken_from:
+            log.warning("%s %s: took over chunk [%d, %d) from worker %s (its lease expired)", j.entry.name,
+                        j.job.suite, lease.start, lease.stop, short(lease.taken_from))
+        self.current = (j.key, lease)
+        try:
+            with Heartbeat(self.store, j.key, lease, self.worker, self.lease_s):
+                out = self._compute(j, lease.index, lease.start, lease.stop)
+            commit = self._commit(j, out)
+        except BaseException:
+            self.release_current()
+            raise
+        finally:
+            self.current = None
+        j.computed += 1
+        self._progress(j.entry.name, j.job, lease.stop - lease.start)
+        return commit
+
+    def release_current(self, store: Store | None = None) -> None:
+        """Give back the lease being computed (interrupted, preempted), so that another worker takes it at once;
+        a failure is only logged (the lease then expires)."""
+        current = self.current
+        if current is None:
+            return
+        try:
+            (store or self.store).release(current[0], current[1], self.worker)
+        except Exception as exc:  # noqa: BLE001 - the lease expires anyway
+            log.debug("could not release the lease on chunk [%d, %d): %s", current[1].start, current[1].stop, exc)
+
+    def _reap(self, waiting: list[_Job]) -> bool:
+        """End the leases of dead workers of this machine (no need to wait for their expiry); True when any."""
+        ended = 0
+        for j in waiting:
+            for owner in self.store.lease_owners(j.key):
+                if owner != self.worker and known_dead(owner):
+                    ended += self.store.expire(j.key, owner)
+                    log.info("worker %s is gone; its lease on %s %s is taken over", short(owner), j.entry.name,
+                             j.job.suite)
+        return ended > 0
+
+    def _commit(self, j: _Job, out: ChunkOutput) -> Commit:
+        return self.store.commit_chunk(j.key, start=out.start, stop=out.stop, index=out.index, seed=out.seed,
+                                       batch_size=out.batch_size, seconds=out.seconds, device=out.device,
+                                       flags=out.flags, ids=out.ids, records=out.records, worker=out.worker,
+                                       plan=j.plan)
+
+    # -- torchrun: one writer ----------------------------------------------------------------------------------
+    def _run_ranked(self, j: _Job) -> RunResult | None:
+        if self.rank == 0:
+            self.store.ensure_eval(j.key, j.info)
+        done = self._done(j.key)
+        todo = [c for c in j.plan.chunks() if (c[1], c[2]) not in done]
+        shares = [[c for c in todo if c[0] % self.world == r] for r in range(self.world)]
+        mine = shares[self.rank]
+        if mine:
+            self._progress(j.entry.name, j.job, 0)
+        for k in range(max(len(share) for share in shares)):  # round k: every rank's k-th chunk
+            out = self._compute(j, *mine[k]) if k < len(mine) else None
+            received = _gather(out, self.world)
+            if self.rank == 0:
+                for item in received:
+                    if item is not None:
+                        self._commit(j, item)
+            if out is not None:
+                self._progress(j.entry.name, j.job, out.stop - out.start)
         if self.rank != 0:
             return None
-        return self._finish(entry, dataset, job, suite, key, plan, n, cached=not todo and self.world == 1,
-                            seconds=time.perf_counter() - started)
+        return self._finish(j, cached=not todo)
 
-    def _run_chunk(self, entry, dataset, job, suite, key, index, start, stop) -> None:
+    # -- computing a chunk -------------------------------------------------------------------------------------
+    def _compute(self, j: _Job, index: int, start: int, stop: int) -> ChunkOutput:
+        entry, dataset, job = j.entry, j.dataset, j.job
         loaded = self.models.get(entry)
         x, y = dataset.load(start, stop, entry.preprocessing)
         if int(y.max()) >= entry.num_classes:
@@ -329,13 +553,11 @@ class Engine:
         chunk = Chunk(index, start, stop, x.to(self.device), y.to(self.device), seed,
                       dataset.sample_ids(start, stop))
         t0 = time.perf_counter()
-        output = self._with_backoff(suite, loaded, chunk, job, dataset, entry)
+        output = self._with_backoff(j.suite, loaded, chunk, job, dataset, entry)
         if len(output.records) != stop - start:
             raise RuntimeError(f"suite {job.suite} returned {len(output.records)} records for {stop - start} samples")
-        self.store.commit_chunk(key, start=start, stop=stop, index=index, seed=seed, batch_size=self.batch_size,
-                                seconds=time.perf_counter() - t0, device=str(self.device), flags=output.flags,
-                                ids=chunk.ids, records=output.records)
-        self._progress(entry.name, job, stop - start)
+        return ChunkOutput(index, start, stop, seed, self.batch_size, time.perf_counter() - t0, str(self.device),
+                           tuple(output.flags), tuple(str(i) for i in chunk.ids), tuple(output.records), self.worker)
 
     def _with_backoff(self, suite, loaded, chunk, job, dataset, entry):
         members = {m.name: self._load_member(m) for m in self._member_entries(suite, job.config, entry)}
@@ -359,8 +581,9 @@ class Engine:
         except VitbenchError as exc:
             raise type(exc)(f"cannot load {member.name}, a model the suite needs: {exc}") from None
 
-    def _finish(self, entry, dataset, job, suite, key, plan, n, *, cached, seconds) -> RunResult:
-        spans = [(a, b) for _, a, b in plan]
+    def _finish(self, j: _Job, *, cached: bool) -> RunResult:
+        entry, dataset, job, suite, key = j.entry, j.dataset, j.job, j.suite, j.key
+        spans, n = j.plan.spans(), j.plan.n
         records = self.store.records(key, spans)
         metrics = annotate(suite.aggregate(records, job.config), len(records), suite.resampler(records, job.config),
                            self.options.intervals)
@@ -371,6 +594,7 @@ class Engine:
         config = to_plain(job.config)
         prov = dict(provenance(self.device), dataset_size=len(dataset), intervals=to_plain(self.options.intervals))
         columns = suite.columns(job.config, metrics)
+        seconds = time.perf_counter() - j.started
         run_id = self.store.add_run(
             eval_key=key, model=entry.name, dataset=dataset.spec, data_fingerprint=dataset.fingerprint,
             label_space=dataset.label_space.name, suite=job.suite, config=config, n_examples=n,

@@ -31,12 +31,6 @@ def ensure_folder(path: Path, what: str, *, fix: str) -> Path:
     return path
 
 
-def store_path() -> Path:
-    """The SQLite results store (VITBENCH_STORE overrides the default under the home folder)."""
-    override = os.environ.get("VITBENCH_STORE")
-    return Path(override).expanduser() if override else home() / "results.sqlite"
-
-
 def weights_cache() -> Path:
     """Folder for downloaded checkpoints."""
     return ensure_folder(home() / "weights", "the weights cache", fix="make VITBENCH_HOME writable or move it")

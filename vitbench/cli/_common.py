@@ -31,3 +31,10 @@ def add_threat_args(parser: argparse.ArgumentParser, *, norm_help: str, eps_help
     parser.add_argument("--norm", type=norm_type, help=norm_help)
     parser.add_argument("--eps", type=eps_type, help=eps_help)
 
+
+def add_store_arg(parser: argparse.ArgumentParser, *, help_prefix: str = "results store") -> None:
+    """--store: a SQLite file or a postgresql:// URL for this command (it overrides VITBENCH_STORE)."""
+    parser.add_argument("--store", metavar="PATH_OR_URL",
+                        help=f"{help_prefix}: a SQLite file or a postgresql:// URL (default: $VITBENCH_STORE, else "
+                             "$VITBENCH_HOME/results.sqlite)")
+

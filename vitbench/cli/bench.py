@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
-from vitbench.cli._common import add_threat_args, load_zoo, progress_bar
+from vitbench.cli._common import add_store_arg, add_threat_args, load_zoo, progress_bar
 
 
 def add_parser(sub, parent) -> None:
     p = sub.add_parser("bench", help="run a battery of suites on zoo models and store the results", parents=[parent])
     add_bench_args(p)
+    add_slurm_args(p)
     p.set_defaults(func=run)
 
 
@@ -46,6 +49,32 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     p.add_argument("--resamples", type=int, default=1000,
                    help="bootstrap resamples for the intervals of non-accuracy metrics (default 1000; 0: none)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
+    add_store_arg(p)
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local worker processes sharing the work through chunk leases, each with its share of the "
+                        "CPU threads or its own GPU (with --slurm: the job array's size) (default 1)")
+
+
+#: the Slurm options and their defaults (any other value without --slurm is an error)
+SLURM_DEFAULTS = {"partition": None, "gpus_per_worker": 0, "cpus_per_worker": None, "time_min": 60.0,
+                  "slurm_arg": [], "slurm_folder": None, "wait": False, "slurm_cluster": "slurm"}
+
+
+def add_slurm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Slurm", "submit a job array of lease workers through submitit (vitbench[slurm])")
+    g.add_argument("--slurm", action="store_true", help="submit --workers N array jobs instead of running here")
+    g.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
+    g.add_argument("--gpus-per-worker", type=int, default=0, metavar="G", help="GPUs per array job (default 0)")
+    g.add_argument("--cpus-per-worker", type=int, metavar="C", help="CPUs per array job (default: Slurm's)")
+    g.add_argument("--time-min", type=float, default=60.0, metavar="T",
+                   help="time limit per job in minutes; a job that runs out requeues and continues (default 60)")
+    g.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. account=lab or qos=high (repeatable)")
+    g.add_argument("--slurm-folder", metavar="DIR",
+                   help="where submitit keeps job files and logs (default: $VITBENCH_HOME/slurm); on a shared disk")
+    g.add_argument("--wait", action="store_true", help="wait for the array and print the table")
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
+                   help="local: run the array as local processes through submitit's local executor (tests, laptops)")
 
 
 class _Bar:
@@ -72,19 +101,30 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _evaluation(args: argparse.Namespace, seed: int | None = None) -> dict:
+    """The keyword arguments of :func:`vitbench.api.evaluate_many` the bench options give."""
+    return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples,
+            "seed": args.seed if seed is None else seed, "device": args.device, "batch_size": args.batch_size,
+            "chunk_size": args.chunk_size, "interval": getattr(args, "interval", "wilson"),
+            "resamples": getattr(args, "resamples", 1000)}
+
+
 def execute(args: argparse.Namespace, entries, preset) -> list:
     """Run the preset on the entries through :func:`vitbench.api.evaluate_many` (once per seed of ``--seeds``);
-    returns the RunResults (rank 0) and prints nothing."""
+    returns the RunResults this process aggregated and prints nothing else than a note when other workers
+    finished some."""
     from vitbench.api import evaluate_many
     results = []
-    for seed in getattr(args, "seeds", None) or [args.seed]:
+    seeds = getattr(args, "seeds", None) or [args.seed]
+    for seed in seeds:
         with progress_bar(0, "vitbench" if seed == args.seed else f"vitbench seed {seed}") as bar:
-            reports = evaluate_many(entries, args.data, preset=preset, norm=args.norm, eps=args.eps,
-                                    n_examples=args.n_examples, seed=seed, device=args.device,
-                                    batch_size=args.batch_size, chunk_size=args.chunk_size, progress=_Bar(bar),
-                                    interval=getattr(args, "interval", "wilson"),
-                                    resamples=getattr(args, "resamples", 1000))
+            reports = evaluate_many(entries, args.data, preset=preset, progress=_Bar(bar),
+                                    workers=getattr(args, "workers", 1), **_evaluation(args, seed))
         results += [result for report in reports for result in report.results]
+    expected = len(entries) * len(preset.items) * len(seeds)
+    if 0 < expected - len(results) and os.environ.get("RANK", "0") == "0":
+        print(f"vitbench: {expected - len(results)} of {expected} suite runs were finished by other workers sharing "
+              "this store (see `vitbench status` and `vitbench leaderboard`)", file=sys.stderr)
     return results
 
 
@@ -111,6 +151,15 @@ def run(args: argparse.Namespace) -> int:
         from vitbench.zoo.epochs import expand_checkpoints
         entries = [e for entry in entries for e in (*expand_checkpoints(entry), entry)]
     preset = preset_from_suites(args.suite) if args.suite else load_preset(args.preset or "standard")
+    if not args.slurm:
+        given = [f"--{name.replace('_', '-')}" for name, default in SLURM_DEFAULTS.items()
+                 if getattr(args, name, default) != default]
+        if given:
+            from vitbench.errors import ConfigError
+            raise ConfigError(f"{', '.join(given)} only apply to a Slurm submission: add --slurm (or drop them)")
+    if args.slurm:
+        from vitbench.cli._slurm import submit
+        return submit(args, entries, preset, _evaluation(args))
     results = execute(args, entries, preset)
     if results:
         print_results(results, as_json=args.json)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vitbench.cli._common import add_threat_args, load_zoo
+from vitbench.cli._common import add_store_arg, add_threat_args, load_zoo
 
 
 def add_parser(sub, parent) -> None:
@@ -29,6 +29,7 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--card", metavar="NAME", help="write a RobustBench model_info JSON card for a model")
     p.add_argument("--plot", metavar="DIR", type=Path, help="write plots (PNG) into DIR")
     p.add_argument("--out", type=Path, help="write the table or card to a file instead of stdout")
+    add_store_arg(p)
     p.set_defaults(func=run)
 
 

@@ -7,7 +7,8 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "export", "site", "train", "analyze", "demo")
+SUBCOMMANDS = ("zoo", "list", "bench", "leaderboard", "compare", "export", "site", "status", "store", "train",
+               "analyze", "demo")
 _MODULES = {"list": "listing"}
 
 
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _configure_logging(args)
+        from vitbench.store import using_store
         try:
-            return int(args.func(args) or 0)
+            with using_store(getattr(args, "store", None)):
+                return int(args.func(args) or 0)
         finally:
             _end_distributed()
     except VitbenchError as exc:
