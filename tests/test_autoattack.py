@@ -41,7 +41,7 @@ def test_attribution_and_flags():
     x, y = _data(entry, 24)
     result = run_cascade(make_adversary(model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce", "apgd-t"),
                                         seed=0, device="cpu", num_classes=10), x, y, batch_size=24)
-    for clean, robust, by in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by):
+    for clean, robust, by in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by, strict=True):
         if not clean:
             assert by == "clean"
         elif robust:

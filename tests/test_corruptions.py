@@ -241,7 +241,7 @@ MONOTONE_PSNR = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise
 def test_damage_grows_with_severity(name):
     x = natural(6, 32, seed=7)
     scores = [psnr(x, C.corrupt(x, name, s, gen(7))) for s in C.SEVERITIES]
-    assert all(a > b - 0.05 for a, b in zip(scores, scores[1:])), scores   # non-increasing (motion: 2 equal)
+    assert all(a > b - 0.05 for a, b in zip(scores, scores[1:], strict=False)), scores   # non-increasing (motion: 2 equal)
     assert scores[0] > scores[-1] + 1
 
 
@@ -249,14 +249,14 @@ def test_damage_grows_with_severity(name):
 def test_blur_removes_high_frequencies_monotonically(name):
     x = natural(6, 32, seed=8)
     energy = [gradient_energy(x)] + [gradient_energy(C.corrupt(x, name, s, gen(8))) for s in C.SEVERITIES]
-    assert all(a >= b * 0.999 for a, b in zip(energy, energy[1:])), energy
+    assert all(a >= b * 0.999 for a, b in zip(energy, energy[1:], strict=False)), energy
     assert energy[-1] < 0.8 * energy[0]
 
 
 def test_glass_blur_at_224_blurs_more_with_severity():
     x = natural(2, 224, seed=9)
     energy = [gradient_energy(C.corrupt(x, "glass_blur", s, gen(9))) for s in C.SEVERITIES]
-    assert all(a > b for a, b in zip(energy, energy[1:])) and energy[0] < gradient_energy(x)
+    assert all(a > b for a, b in zip(energy, energy[1:], strict=False)) and energy[0] < gradient_energy(x)
 
 
 def _glass_loop(coords: np.ndarray, dy: np.ndarray, dx: np.ndarray, delta: int) -> np.ndarray:
@@ -326,7 +326,7 @@ def test_brightness_contrast_saturate_closed_forms():
     x = natural(4, 32, seed=11)
     means = [float(C.corrupt(x, "brightness", s).mean()) for s in C.SEVERITIES]
     stds = [float(C.corrupt(x, "contrast", s).std()) for s in C.SEVERITIES]
-    assert all(a < b for a, b in zip(means, means[1:])) and all(a > b for a, b in zip(stds, stds[1:]))
+    assert all(a < b for a, b in zip(means, means[1:], strict=False)) and all(a > b for a, b in zip(stds, stds[1:], strict=False))
     grey = torch.full((1, 3, 4, 4), 0.5)
     sat = C.corrupt(grey, "saturate", 5, table="imagenet")                 # skimage: grey has hue 0 (red)
     assert torch.allclose(sat[0, :, 0, 0], torch.tensor([0.5, 0.4, 0.4]))

@@ -40,7 +40,7 @@ class ProbeSuite(Suite):
             pred = torch.cat([model(chunk.x[i:i + ctx.batch_size]) for i in range(0, len(chunk.x), ctx.batch_size)])
         noise = torch.rand(len(chunk.y), generator=chunk.generator("probe"))
         return SuiteOutput([{"correct": bool(p == t), "draw": float(d)}
-                            for p, t, d in zip(pred.argmax(1).tolist(), chunk.y.tolist(), noise.tolist())])
+                            for p, t, d in zip(pred.argmax(1).tolist(), chunk.y.tolist(), noise.tolist(), strict=True)])
 
     def aggregate(self, records, config):
         return {"accuracy": Metric(sum(r["correct"] for r in records) / len(records)),

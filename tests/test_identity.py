@@ -126,7 +126,7 @@ def _digits_folder(root, n=40):
     data = open_dataset("digits")
     x, y = data.load(0, n, Preprocessing(input_size=32, crop_pct=1.0))
     paths = []
-    for i, (img, label) in enumerate(zip(x, y.tolist())):
+    for i, (img, label) in enumerate(zip(x, y.tolist(), strict=True)):
         folder = root / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{i:03d}.bmp"

@@ -137,7 +137,7 @@ def test_identity_blocks_give_the_embedding_change_at_every_layer():
     with torch.no_grad():
         embed = lambda x: net.norm_pre(net._pos_embed(net.patch_embed((x - 0.5) / 0.5)))  # noqa: E731
         expected = ((embed(x_hat) - embed(chunk.x)).flatten(1).norm(dim=1) / embed(chunk.x).flatten(1).norm(dim=1))
-    for r, e in zip(out.records, expected.tolist()):
+    for r, e in zip(out.records, expected.tolist(), strict=True):
         assert r["attn_stability"] is None
         assert r["repr_change"] == pytest.approx([e] * 3, rel=1e-5)
     assert "attn_stability" not in SUITE.aggregate(out.records, config)
@@ -218,7 +218,7 @@ def test_engine_run_is_independent_of_batch_size_and_plots(tiny_zoo, monkeypatch
         runs.append(open_store().records(result.eval_key, [(0, 10), (10, 20)]))
     (a, b) = runs
     assert [r["occluded_correct"] for r in a] == [r["occluded_correct"] for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert ra["repr_change"] == pytest.approx(rb["repr_change"], rel=1e-4)
         assert ra["attn_stability"] == pytest.approx(rb["attn_stability"], rel=1e-4)
     path = plot_layer_stability(open_store().runs(), tmp_path / "plots" / "layers.png")

@@ -122,7 +122,7 @@ def test_schedules():
     for name in ("translate", "rotate", "tilt", "scale", "shear", "brightness", "motion_blur", "snow",
                  "gaussian_blur", "zoom_blur"):
         values = P.frame_parameters(name, "imagenet")
-        assert all(a < b for a, b in zip(values, values[1:])), name
+        assert all(a < b for a, b in zip(values, values[1:], strict=False)), name
 
 
 @pytest.mark.parametrize("name, frame", [("rotate", 15), ("shear", 15), ("scale", 24)])

@@ -84,7 +84,7 @@ def test_corruptor_step_is_a_full_norm_five_ascent_step_whatever_the_gradient_sc
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
     before = [p.detach().clone() for p in state["corruptor"].parameters()]
     _, grads = _step(recipe, model, config, state, x, y)
-    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(state["corruptor"].parameters(), before)])
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(state["corruptor"].parameters(), before, strict=True)])
     grad = torch.cat([g.flatten() for g in grads])                                     # dL/d(theta_C), STE
     # first Nesterov step: theta += lr (1 + momentum) * 5 grad / |grad|, though |grad| is far below 5
     assert 0 < grad.norm() < 0.05 and torch.allclose(moved.norm(), torch.tensor(0.01 * 1.9 * 5.0), rtol=1e-4)
@@ -116,7 +116,7 @@ def test_one_backward_reaches_both_players_and_ce_sees_only_the_clean_half():
     torch.manual_seed(1)
     out = recipe.loss(model, x, y, 0, config, state)
     (out.loss - torch.nn.functional.cross_entropy(out.logits, y)).backward()           # lambda * L_align alone
-    assert all(torch.allclose(a, p.grad) for a, p in zip(full, state["corruptor"].parameters()))
+    assert all(torch.allclose(a, p.grad) for a, p in zip(full, state["corruptor"].parameters(), strict=True))
     assert torch.allclose(out.logits, model(x))                                        # logged logits: clean half
 
 

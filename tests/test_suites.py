@@ -77,7 +77,7 @@ def test_sweep_with_carry_is_no_weaker_than_independent_attacks():
     carried, independent = _sweep(entry, data, True), _sweep(entry, data, False)
     accs_c = [carried.metrics[f"pgd5@{e:.6g}"].value for e in (0.02, 0.05, 0.1, 0.15)]
     accs_i = [independent.metrics[f"pgd5@{e:.6g}"].value for e in (0.02, 0.05, 0.1, 0.15)]
-    assert all(c <= i + 1e-12 for c, i in zip(accs_c, accs_i))
+    assert all(c <= i + 1e-12 for c, i in zip(accs_c, accs_i, strict=True))
     assert accs_c == sorted(accs_c, reverse=True)  # monotone by construction
     assert accs_c[0] == accs_i[0]                  # the first eps is the same attack
     assert accs_c[-1] < accs_c[0]                  # the curve actually falls

@@ -285,7 +285,7 @@ def test_drop_path_applies_to_a_fine_tuned_init_entry(tiny_zoo):
     from vitbench.zoo.load import load_model
     from vitbench.zoo.schema import load_zoo
     base = load_model(load_zoo(tiny_zoo).get("tiny-vit.test")).model
-    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), model.state_dict().values(), strict=True))
 
 
 def test_recipe_state_without_state_dict_survives_resume_or_is_refused():

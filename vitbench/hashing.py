@@ -92,7 +92,7 @@ def files_sha256(paths: Sequence[Path]) -> list[str]:
             log.info("hashing %d files (once; later runs reuse the hashes while the files are unchanged)",
                      len(missing))
         with ThreadPoolExecutor(HASH_THREADS) as pool:  # hashlib releases the GIL on large reads
-            fresh = dict(zip(missing, pool.map(sha256_file, missing)))
+            fresh = dict(zip(missing, pool.map(sha256_file, missing), strict=True))
         cached.update(fresh)
         horizon = time.time_ns() - int(RACY_SECONDS * 1e9)
         rows = [(p, *keys[p], sha) for p, sha in fresh.items()

@@ -87,5 +87,5 @@ class ThreatModel:
         return {"norm": self.norm, "eps": self.eps}
 
     @classmethod
-    def parse(cls, norm: str, eps: str | float) -> "ThreatModel":
+    def parse(cls, norm: str, eps: str | float) -> ThreatModel:
         return cls(parse_norm(norm), parse_eps(eps))

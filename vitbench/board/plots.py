@@ -99,7 +99,7 @@ def accuracy_vs_severity(runs: Sequence[RunRow], out: Path) -> Path | None:
     cols = 5
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), dpi=100, squeeze=False, sharey=True)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # the grid may have spare axes
         for label, run in sorted(latest.items()):
             sev = run.config["severities"]
             if name not in run.config["corruptions"]:
@@ -211,7 +211,7 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
     for (model, _), run in sorted(latest.items()):
         label = f"{model} ({_config_label(run)})" if several else model
         drawn = False
-        for ax, key in zip(axes, ("attn_stability", "repr_change")):
+        for ax, key in zip(axes, ("attn_stability", "repr_change"), strict=True):
             values = _layer_series(run.metrics, key)
             if values:
                 ax.plot(range(len(values)), values, marker="o", label=label)
@@ -219,7 +219,7 @@ def plot_layer_stability(runs: Sequence, out: Path) -> Path | None:
         if not drawn:
             skipped.append(model)
     for ax, title in zip(axes, ("attention stability (mean row cosine, proxy)",
-                                "representation change ||b(x^)-b(x)|| / ||b(x)||")):
+                                "representation change ||b(x^)-b(x)|| / ||b(x)||"), strict=True):
         ax.set_xlabel("block")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title, fontsize=9)

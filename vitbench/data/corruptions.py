@@ -488,7 +488,7 @@ def frost_crops(draws: dict[str, torch.Tensor], h: int, w: int, scale: float) ->
     """(photograph index, resize factor, top, left) of each image's frost crop, from its draws: the reference's
     randint(0, H_frost - h) and randint(0, W_frost - w) as floor(u n)."""
     crops = []
-    for index, (u_top, u_left) in zip(draws["index"].tolist(), draws["offset"].tolist()):
+    for index, (u_top, u_left) in zip(draws["index"].tolist(), draws["offset"].tolist(), strict=True):
         factor = _frost_scale(index, scale, h, w)
         _, fh, fw = frost_image(index, factor).shape
         crops.append((index, factor, min(int(u_top * (fh - h)), fh - h - 1), min(int(u_left * (fw - w)), fw - w - 1)))

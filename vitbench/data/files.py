@@ -62,7 +62,7 @@ class TableDataset(EvalDataset):
         return self._labels[start:stop].clone()
 
     def _items(self, start: int, stop: int) -> list[tuple[object, str]]:
-        return list(zip(self._table[start:stop][self._image_col], self.sample_ids(start, stop)))
+        return list(zip(self._table[start:stop][self._image_col], self.sample_ids(start, stop), strict=True))
 
     def _load_pil(self, start: int, stop: int) -> list[Image.Image]:
         return [decode_image(item, self.spec, sid) for item, sid in self._items(start, stop)]

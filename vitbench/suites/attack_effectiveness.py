@@ -104,7 +104,7 @@ def _final_loss(model, chunk: Chunk, *, config: AttackEffectivenessConfig, steps
 def _seed_means(records: Sequence[dict], pick) -> list[float]:
     """Per seed, the mean over records of pick(record) (a per-seed list)."""
     rows = [pick(r) for r in records]
-    return [sum(col) / len(col) for col in zip(*rows)]
+    return [sum(col) / len(col) for col in zip(*rows, strict=True)]
 
 
 @register
@@ -149,7 +149,7 @@ class AttackEffectivenessSuite(Suite):
         out["oracle_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r: r["robust_oracle"])), n=n)
         for ki, k in enumerate(config.steps):
             losses = _seed_means(records, lambda r, i=ki: r["loss"][i])     # L_k(s)
-            gaps = [loss_gap(o, lk) for o, lk in zip(oracle, losses)]
+            gaps = [loss_gap(o, lk) for o, lk in zip(oracle, losses, strict=True)]
             out[f"loss_k{k}"] = Metric(statistics.fmean(losses), False, n=n)
             out[f"pgd{k}_accuracy"] = Metric(statistics.fmean(_seed_means(records, lambda r, i=ki: r["robust"][i])),
                                              n=n)

@@ -95,7 +95,7 @@ class AutoAttackSuite(Suite):
         batch = min(config.batch_size, ctx.batch_size)
         result = run_cascade(adversary, chunk.x, chunk.y, batch_size=batch)
         records = [{"clean_correct": bool(c), "robust": bool(r), "broken_by": b}
-                   for c, r, b in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by)]
+                   for c, r, b in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by, strict=True)]
         flags = [f for f in result.flags if f != "square-beat-white-box"]
         if batch < config.batch_size and batch < len(chunk.y):
             flags.append("attack-batch-reduced")

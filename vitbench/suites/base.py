@@ -87,6 +87,7 @@ class Suite(ABC):
 
     def check_models(self, config: Any, entry: Any, members: Sequence[Any]) -> None:
         """Refuse (with a VitbenchError) models that cannot serve this run, e.g. a judge of another label set."""
+        return None  # a hook with a do-nothing default, not an abstract method
 
     def key_facts(self, config: Any, entry: Any) -> dict:
         """Facts beyond the config that decide per-sample results (e.g. other models' weights); they join the

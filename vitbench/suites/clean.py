@@ -33,7 +33,7 @@ def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bo
     if n == 0:
         return float("nan")
     sums = [[0, 0.0, 0.0] for _ in range(bins)]  # count, confidence sum, correct sum
-    for conf, ok in zip(confidence, correct):
+    for conf, ok in zip(confidence, correct, strict=True):
         b = min(bins - 1, max(0, math.ceil(conf * bins) - 1))
         sums[b][0] += 1
         sums[b][1] += conf
@@ -63,7 +63,7 @@ def classify_records(logits: torch.Tensor, y: torch.Tensor, class_subset: Sequen
     has_top5 = logits.shape[1] > 5
     return [{"pred": int(p), "correct": bool(p == t), "top5": bool(t5) if has_top5 else None,
              "confidence": float(c), "p_true": float(pt)}
-            for p, t, t5, c, pt in zip(pred.tolist(), y.tolist(), top5.tolist(), conf.tolist(), p_true.tolist())]
+            for p, t, t5, c, pt in zip(pred.tolist(), y.tolist(), top5.tolist(), conf.tolist(), p_true.tolist(), strict=True)]
 
 
 def clean_metrics(records: Sequence[dict], bins: int) -> dict[str, Metric]:

@@ -131,7 +131,7 @@ class PGDSweepSuite(Suite):
         tol = max(1.0 / n, 0.005)
         for si, steps in enumerate(config.steps):
             accs = [metrics[key(steps, e)].value for e in config.eps]
-            if any(b > a + 1e-12 for a, b in zip(accs, accs[1:])):
+            if any(b > a + 1e-12 for a, b in zip(accs, accs[1:], strict=False)):
                 flags.append("accuracy-rises-with-eps")
             for ei in range(len(config.eps) - 1):
                 both = [r["loss"][si] for r in records  # samples robust (so attacked) at both eps
@@ -140,9 +140,9 @@ class PGDSweepSuite(Suite):
                 if both and sum(b[ei + 1] - b[ei] for b in both) / len(both) < -LOSS_TOLERANCE:
                     flags.append("loss-falls-with-eps")
                     break
-        for ei, eps in enumerate(config.eps):
+        for eps in config.eps:
             accs = [metrics[key(s, eps)].value for s in config.steps]
-            if any(b > a + tol for a, b in zip(accs, accs[1:])):
+            if any(b > a + tol for a, b in zip(accs, accs[1:], strict=False)):
                 flags.append("more-steps-weaker")
                 break
         return sorted(set(flags))

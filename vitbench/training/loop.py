@@ -322,7 +322,7 @@ def check_recipe_state(recipe: str, state: dict) -> None:
 
     from vitbench.errors import ConfigError
     for key, value in state.items():
-        frozen = is_dataclass(value) and getattr(type(value), "__dataclass_params__").frozen
+        frozen = is_dataclass(value) and type(value).__dataclass_params__.frozen
         if not (hasattr(value, "state_dict") or _plain(value) or frozen):
             raise ConfigError(f"recipe {recipe}: its state {key!r} ({type(value).__name__}) has no state_dict() and "
                               "is not a tensor or plain value, so it would be lost on --resume: give it "

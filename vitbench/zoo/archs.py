@@ -21,7 +21,7 @@ ADAPTERS: dict[str, Callable[[nn.Module], nn.Module]] = {}
 
 def _xcit_12(embed_dim: int, num_heads: int, pretrained: bool, **kwargs) -> nn.Module:
     from timm.models import xcit
-    cls = getattr(xcit, "Xcit", None) or getattr(xcit, "XCiT")  # the class was renamed in timm 1.0
+    cls = getattr(xcit, "Xcit", None) or xcit.XCiT  # the class was renamed in timm 1.0
     if pretrained:
         raise ConfigError("timm has no pretrained weights for the 12-layer XCiT-M/L; use a zoo checkpoint")
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):  # passed by timm.create_model
