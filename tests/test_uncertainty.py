@@ -170,3 +170,67 @@ def test_seeds_give_the_mean_and_the_spread_across_seeds(cli):
     assert "over 3 seeds" in cli("leaderboard", "--data", "digits").out
     bad = cli("bench", "digits-resnet.light", "--data", "digits", "--seeds", "1")
     assert bad.code == 2 and "two or more" in bad.err
+
+
+# -- --until-ci: a quick sequential mode ------------------------------------------------------------------------
+
+def _bench_json(cli, *extra):
+    res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "pgd_sweep", "--eps", "0.1",
+              "--n-examples", "400", "--chunk-size", "40", "--device", "cpu", "--json", *extra)
+    assert res.code == 0, res
+    (run,) = json.loads(res.out)
+    return run, res
+
+
+PGD = "pgd_sweep/pgd10/robust_accuracy@linf:0.1"
+
+
+def test_until_ci_stops_at_the_first_look_within_the_target_with_bonferroni_intervals(cli):
+    quick, res = _bench_json(cli, "--until-ci", "9")
+    seq = quick["sequential"]
+    assert quick["flags"] == ["sequential"] and seq["looks"] == 10 and seq["planned_n"] == 400
+    n = quick["n_examples"]
+    assert n == seq["n"] and n % 40 == 0 and 40 <= n < 400
+    # the interval is Clopper-Pearson at 1 - 0.05 / 10, and the rule stopped at the first look within +-9 points
+    k = round(quick["metrics"][PGD]["value"] * n)
+    lo, hi = quick["metrics"][PGD]["ci95"]
+    assert (lo, hi) == pytest.approx(stats.clopper_pearson(k, n, 1 - 0.05 / 10))
+    assert quick["metrics"][PGD]["method"] == "sequential"
+    assert 100 * max(k / n - lo, hi - k / n) <= 9
+
+    full, _ = _bench_json(cli)
+    assert full["n_examples"] == 400 and "sequential" not in full["flags"]
+    outcomes = vitbench.leaderboard(data="digits").rows[0].cells[PGD].outcomes  # the full run's, per example
+    assert outcomes[:n].count("1") == k  # the quick run saw the full run's first n examples
+
+    def half_width(m):
+        j = outcomes[:m].count("1")
+        lo, hi = stats.sequential_ci(j, m, 10)
+        return 100 * max(j / m - lo, hi - j / m)
+    assert all(half_width(m) > 9 for m in range(40, n, 40)) and half_width(n) <= 9
+    assert "sequential, not leaderboard-grade" in res.err and f"after {n} of 400 examples" in res.err
+
+
+def test_a_full_run_reuses_the_quick_runs_chunks_and_supersedes_its_row(cli, isolated_home):
+    import sqlite3
+    quick, _ = _bench_json(cli, "--until-ci", "9")
+    board = cli("leaderboard", "--data", "digits")
+    assert board.code == 0 and "| -   | digits-vit.light" in board.out and "sequential" in board.out, board
+    with sqlite3.connect(isolated_home / "results.sqlite") as db:
+        before = db.execute("SELECT start, created FROM chunks ORDER BY start").fetchall()
+    assert len(before) == quick["n_examples"] // 40
+    full, _ = _bench_json(cli)
+    with sqlite3.connect(isolated_home / "results.sqlite") as db:
+        after = db.execute("SELECT start, created FROM chunks ORDER BY start").fetchall()
+    assert after[:len(before)] == before and len(after) == 10  # the quick run's chunks, untouched, plus the rest
+    assert full["eval_key"] == quick["eval_key"]
+    board = cli("leaderboard", "--data", "digits")
+    assert "sequential" not in board.out and "| 1   | digits-vit.light" in board.out and "| 400 " in board.out
+
+
+@pytest.mark.parametrize("extra, says", [(("--until-ci", "0"), "--until-ci '0' is not a half-width"),
+                                         (("--until-ci", "2", "--workers", "2"), "--until-ci runs in one process")])
+def test_until_ci_refuses_what_it_cannot_do(cli, isolated_home, extra, says):
+    res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "40", *extra)
+    assert res.code == 2 and says in res.err and len(res.err.strip().splitlines()) == 1, res
+    assert not (isolated_home / "results.sqlite").exists()

@@ -316,7 +316,8 @@ def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatase
           suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
           eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
           device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-          zoo: str | os.PathLike | Zoo | None = None, interval: str = "wilson", resamples: int = 1000) -> Setup:
+          zoo: str | os.PathLike | Zoo | None = None, interval: str = "wilson", resamples: int = 1000,
+          until_ci: float | None = None) -> Setup:
     """Check and resolve an evaluation (arguments as for :func:`evaluate_many`) without computing anything.
 
     Raises:
@@ -330,7 +331,10 @@ def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatase
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                      device=device or "auto", batch_size=batch_size or 256, intervals=intervals)
+                      device=device or "auto", batch_size=batch_size or 256, intervals=intervals,
+                      until_ci=until_ci)
+    if until_ci is not None and not (0 < until_ci < 100):
+        raise ConfigError(f"until_ci (--until-ci) is a half-width in points between 0 and 100, e.g. 2; got {until_ci}")
     if options.batch_size < 1 or options.chunk_size < 1:
         raise VitbenchError("batch_size and chunk_size must be >= 1")
     resolve_device(options.device)  # a wrong device fails before any data is opened or stored
@@ -348,14 +352,14 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
              device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
              store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
              progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
-             resamples: int = 1000) -> Report:
+             resamples: int = 1000, until_ci: float | None = None) -> Report:
     """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
 
     Args:
         model: a zoo name, a ZooEntry, or a RobustModel from :func:`load_model` or :func:`wrap`.
         data: a dataset spec (``digits``, ``imagenet-val:/data/val?subset=robustbench-5000``) or an EvalDataset.
         suites, preset, norm, eps, n_examples, seed, device, batch_size, chunk_size, store, zoo, progress,
-            workers, interval, resamples: as for :func:`evaluate_many`.
+            workers, interval, resamples, until_ci: as for :func:`evaluate_many`.
 
     Returns:
         A :class:`Report` of every suite run.
@@ -366,7 +370,8 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
     """
     return evaluate_many([model], data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
                          seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, store=store,
-                         zoo=zoo, progress=progress, workers=workers, interval=interval, resamples=resamples)[0]
+                         zoo=zoo, progress=progress, workers=workers, interval=interval, resamples=resamples,
+                         until_ci=until_ci)[0]
 
 
 def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDataset, *,
@@ -375,7 +380,7 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
                   device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
                   progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
-                  resamples: int = 1000) -> list[Report]:
+                  resamples: int = 1000, until_ci: float | None = None) -> list[Report]:
     """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
 
     Any number of processes evaluating the same models, data and suites on one store share the work through
@@ -401,6 +406,10 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
         interval: the 95% interval of accuracies, ``wilson`` or ``clopper-pearson``; other metrics get a seeded
             percentile bootstrap over examples with ``resamples`` resamples (0: none). Neither changes the evaluation
             key: a rerun with other values is a cache hit that aggregates again.
+        until_ci: sequential mode: compute chunk after chunk and stop once the accuracies' 95% intervals
+            (Clopper-Pearson, Bonferroni-split over every chunk of the plan as a planned look, so valid under this
+            optional stopping) have a half-width of at most this many points; the run is flagged ``sequential``
+            (not leaderboard-grade: unranked) and its chunks are ordinary chunks a later full run reuses.
 
     Returns:
         One :class:`Report` per model (on torchrun ranks other than 0, and in a process that shared the work
@@ -411,9 +420,12 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and until_ci is not None:
+        raise ConfigError("--until-ci runs in one process (it decides after each chunk whether to go on): drop "
+                          "--workers")
     prepared = setup(models, data, suites=suites, preset=preset, norm=norm, eps=eps, n_examples=n_examples,
                      seed=seed, device=device, batch_size=batch_size, chunk_size=chunk_size, zoo=zoo,
-                     interval=interval, resamples=resamples)
+                     interval=interval, resamples=resamples, until_ci=until_ci)
     progress = progress or Progress()
     if workers > 1:
         from vitbench.workers import run_local

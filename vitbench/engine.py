@@ -27,12 +27,12 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from vitbench import __version__
+from vitbench import __version__, stats
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
 from vitbench.errors import ConfigError, DataError, VitbenchError
@@ -69,6 +69,9 @@ class Options:
     batch_size: int = 256
     #: how the metrics' intervals are computed (aggregation only: not part of the evaluation key)
     intervals: IntervalOptions = field(default_factory=IntervalOptions)
+    #: sequential mode: stop a job once its accuracies' intervals (valid under optional stopping) have a
+    #: half-width of at most this many points (None: run every chunk); not part of the evaluation key
+    until_ci: float | None = None
 
 
 @dataclass
@@ -89,6 +92,8 @@ class RunResult:
     eval_key: str = ""
     extras: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    #: a sequential (``--until-ci``) run: target_half_width, looks, planned_n, n, method; None otherwise
+    sequential: dict | None = None
 
     def to_json(self) -> dict:
         """The run as ``bench --json`` prints it: metrics keyed by the ids ``leaderboard --json`` uses, each with its
@@ -97,7 +102,8 @@ class RunResult:
         return {"model": self.model, "suite": self.suite, "config": self.config, "dataset": self.dataset,
                 "n_examples": self.n_examples, "cached": self.cached, "seconds": round(self.seconds, 3),
                 "metrics": metrics_json(self.suite, self.metrics, self.columns), "flags": self.flags,
-                "run_id": self.run_id, "eval_key": self.eval_key}
+                "run_id": self.run_id, "eval_key": self.eval_key,
+                **({"sequential": self.sequential} if self.sequential else {})}
 
 
 def plan_chunks(n: int, chunk_size: int) -> list[tuple[int, int, int]]:
@@ -293,6 +299,23 @@ class ChunkOutput:
     worker: str
 
 
+#: how a sequential run's accuracies get their intervals (``--until-ci``)
+SEQUENTIAL_METHOD = "sequential"
+
+
+def _stopping_metrics(columns: list, metrics: dict[str, Metric]) -> list[str]:
+    """The metrics ``--until-ci`` stops on: the headline column's, else every proportion shown as a column."""
+    shown = [c.metric for c in columns if c.metric in metrics and metrics[c.metric].is_proportion]
+    head = [c.metric for c in columns if c.headline and c.metric in shown]
+    return head or list(dict.fromkeys(shown))
+
+
+def _sequential_intervals(metrics: dict[str, Metric], looks: int, level: float) -> dict[str, Metric]:
+    """Every proportion's interval replaced by its sequential one (Clopper-Pearson, Bonferroni over the looks)."""
+    return {k: (replace(m, ci95=stats.sequential_ci(m.successes, m.n, looks, level), method=SEQUENTIAL_METHOD)
+                if m.is_proportion and m.uncertain and m.n else m) for k, m in metrics.items()}
+
+
 #: the first wait of a worker that finds nothing to claim (see Engine._poll_s)
 POLL_FIRST_S = 0.02
 
@@ -403,6 +426,11 @@ class Engine:
         rank 0 under torchrun, else where this worker found the job complete at the start (a cache hit, unless
         ``shared``) or committed its last missing chunk; None elsewhere."""
         jobs = [self._prepare(*task) for task in tasks]
+        if self.options.until_ci is not None:
+            if self.world > 1 or self.shared:
+                raise ConfigError("--until-ci runs in one process (it decides after each chunk whether to go on): "
+                                  "drop --workers, --slurm or torchrun")
+            return [self._run_sequential(j) for j in jobs]
         if self.world > 1:
             return [self._run_ranked(j) for j in jobs]
         return self._run_leased(jobs)
@@ -423,6 +451,50 @@ class Engine:
                             "(use the perturbations suite on it)")
         key, info = self.key(entry, dataset, job)
         return _Job(entry, dataset, job, suite, key, info, self.plan(dataset, job))
+
+    # -- sequential mode --------------------------------------------------------------------------------------
+    def _run_sequential(self, j: _Job) -> RunResult:
+        """Compute the job's chunks in order (stored ones are reused) and stop after the first chunk at which the
+        stopping metrics' sequential intervals have a half-width of at most ``until_ci`` points; the run is
+        aggregated over the chunks seen so far and flagged ``sequential``.
+
+        Every chunk of the full plan is a planned look; each proportion's interval is Clopper-Pearson at level
+        1 - alpha / looks (a Bonferroni split over the looks), so it covers at every look at once and stays valid
+        whatever the stopping rule. The stopping metrics are the suite's headline accuracy (AutoAttack), else
+        every accuracy among its columns."""
+        target, looks, planned = self.options.until_ci, len(j.plan), j.plan.n
+        self.store.ensure_eval(j.key, j.info)
+        self.store.plan_leases(j.key, j.plan)
+        j.started = time.perf_counter()
+        seen = j.plan
+        for _, _, stop in j.plan.chunks():
+            seen = Plan(stop, j.plan.chunk_size)
+            prefix = replace(j, plan=seen)
+            while True:
+                claim = self.store.claim(j.key, seen, self.worker, self.lease_s)
+                if claim.lease is None:
+                    break
+                self._compute_leased(prefix, claim.lease)
+                j.computed += 1
+            widest = self._sequential_width(j, seen, looks)
+            if widest is not None and widest <= target:
+                break
+        j.plan = seen
+        j.finished = True
+        return self._finish(j, cached=j.computed == 0, sequential={"target_half_width": target, "looks": looks,
+                                                                   "planned_n": planned})
+
+    def _sequential_width(self, j: _Job, plan: Plan, looks: int) -> float | None:
+        """The widest half-width, in points, of the stopping metrics' sequential intervals over ``plan``'s
+        chunks (None when the suite has no accuracy to stop on)."""
+        records = self.store.records(j.key, plan.spans())
+        metrics = j.suite.aggregate(records, j.job.config)
+        widths = []
+        for name in _stopping_metrics(j.suite.columns(j.job.config, metrics), metrics):
+            m = metrics[name]
+            lo, hi = stats.sequential_ci(m.successes, m.n, looks, self.options.intervals.level)
+            widths.append(100 * max(m.value - lo, hi - m.value))
+        return max(widths) if widths else None
 
     # -- independent workers: leases ---------------------------------------------------------------------------
     def _run_leased(self, jobs: list[_Job]) -> list[RunResult | None]:
@@ -581,13 +653,17 @@ class Engine:
         except VitbenchError as exc:
             raise type(exc)(f"cannot load {member.name}, a model the suite needs: {exc}") from None
 
-    def _finish(self, j: _Job, *, cached: bool) -> RunResult:
+    def _finish(self, j: _Job, *, cached: bool, sequential: dict | None = None) -> RunResult:
         entry, dataset, job, suite, key = j.entry, j.dataset, j.job, j.suite, j.key
         spans, n = j.plan.spans(), j.plan.n
         records = self.store.records(key, spans)
         metrics = annotate(suite.aggregate(records, job.config), len(records), suite.resampler(records, job.config),
                            self.options.intervals)
-        flags: list[str] = []
+        details: dict[str, Any] = {}
+        if sequential is not None:
+            metrics = _sequential_intervals(metrics, sequential["looks"], self.options.intervals.level)
+            details["sequential"] = dict(sequential, method=SEQUENTIAL_METHOD, n=n)
+        flags: list[str] = ["sequential"] if sequential is not None else []
         for info in self.store.chunk_info(key, spans):
             flags += [f for f in info["flags"] if f not in flags]
         flags += [f for f in suite.run_flags(records, job.config, metrics) if f not in flags]
@@ -600,6 +676,6 @@ class Engine:
             label_space=dataset.label_space.name, suite=job.suite, config=config, n_examples=n,
             seed=self.options.seed, metrics={k: m.to_stored() for k, m in metrics.items()},
             flags=flags, provenance=prov, seconds=seconds, cached=cached,
-            details={"columns": [c.to_dict() for c in columns], "plots": list(suite.plots)})
+            details={"columns": [c.to_dict() for c in columns], "plots": list(suite.plots), **details})
         return RunResult(entry.name, job.suite, config, dataset.spec, n, metrics, flags, columns, cached, seconds,
-                         run_id, key, provenance=prov)
+                         run_id, key, provenance=prov, sequential=details.get("sequential"))

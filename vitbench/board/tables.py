@@ -111,11 +111,17 @@ def run_columns(run: RunRow) -> list[Column]:
 
 
 def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
-    """The latest run per (model version, data, n, suite, config, seed)."""
+    """The latest run per (model version, data, n, suite, config, seed); a sequential (``--until-ci``) run only
+    where no ordinary run of the same evaluation exists (a full run supersedes the quick one)."""
+    def evaluation(run: RunRow) -> tuple:
+        return (run.model, run.model_fingerprint, run.data_fingerprint, run.suite,
+                json.dumps(run.config, sort_keys=True), run.seed)
+    ordinary = {evaluation(run) for run in runs if "sequential" not in run.flags}
     latest: dict[tuple, RunRow] = {}
     for run in runs:
-        latest[(run.model, run.model_fingerprint, run.data_fingerprint, run.n_examples, run.suite,
-                json.dumps(run.config, sort_keys=True), run.seed)] = run
+        if "sequential" in run.flags and evaluation(run) in ordinary:
+            continue
+        latest[evaluation(run) + (run.n_examples,)] = run
     return sorted(latest.values(), key=lambda r: r.run_id)
 
 
@@ -209,7 +215,9 @@ def _targets(rows: dict, run: RunRow, aux: bool) -> list[Row]:
     """The rows of the same model version a run without its own threat model joins: those of the same data and
     example count; else those of the same data (any count); for corruption / shift / perturbation columns, every
     row of the model version on that label space."""
-    mine = {key: row for key, row in rows.items() if key[:2] == (run.model, run.model_fingerprint)}
+    quick = "sequential" in run.flags  # quick runs and ordinary runs never share a row
+    mine = {key: row for key, row in rows.items() if key[:2] == (run.model, run.model_fingerprint)
+            and ("sequential" in row.flags) == quick}
     if aux:
         return [row for row in mine.values() if row.label_space == run.label_space]
     exact = [row for (_, _, fp, n, _), row in mine.items() if (fp, n) == (run.data_fingerprint, run.n_examples)]
@@ -255,7 +263,7 @@ def _group(row: Row) -> tuple:
     """Rows ranked against each other: same label space, example count and headline metric."""
     head = row.headline
     kind = 3 if head is None else (0 if head.headline else (2 if head.kind == "clean" else 1))
-    return (row.label_space, -row.n_examples, kind, head.id if head else "")
+    return (row.label_space, -row.n_examples, kind, head.id if head else "", "sequential" in row.flags)
 
 
 def _sort_key(row: Row):
@@ -269,7 +277,7 @@ def ranks(rows: Sequence[Row]) -> list[int | None]:
     together, and a row with no headline metric has no rank (None)."""
     out, previous, rank = [], None, 0
     for row in rows:
-        if row.headline is None:
+        if row.headline is None or "sequential" in row.flags:  # a quick --until-ci run is not ranked
             out.append(None)
             continue
         group = _group(row)

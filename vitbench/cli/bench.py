@@ -48,6 +48,10 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
                    help="95%% interval of accuracies (default wilson); other metrics get a bootstrap")
     p.add_argument("--resamples", type=int, default=1000,
                    help="bootstrap resamples for the intervals of non-accuracy metrics (default 1000; 0: none)")
+    p.add_argument("--until-ci", type=_half_width, metavar="W",
+                   help="quick sequential mode: stop once the accuracies' 95%% intervals (valid under optional "
+                        "stopping) are at most W points wide on either side; flagged sequential, not "
+                        "leaderboard-grade; its chunks are reused by a later full run")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     add_store_arg(p)
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -91,6 +95,17 @@ class _Bar:
         self.bar.advance(work, examples)
 
 
+def _half_width(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"--until-ci {text!r} is not a half-width in points between 0 and 100, "
+                                         "e.g. 2")
+    return value
+
+
 def _seed_list(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -106,7 +121,7 @@ def _evaluation(args: argparse.Namespace, seed: int | None = None) -> dict:
     return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples,
             "seed": args.seed if seed is None else seed, "device": args.device, "batch_size": args.batch_size,
             "chunk_size": args.chunk_size, "interval": getattr(args, "interval", "wilson"),
-            "resamples": getattr(args, "resamples", 1000)}
+            "resamples": getattr(args, "resamples", 1000), "until_ci": getattr(args, "until_ci", None)}
 
 
 def execute(args: argparse.Namespace, entries, preset) -> list:
@@ -128,9 +143,23 @@ def execute(args: argparse.Namespace, entries, preset) -> list:
     return results
 
 
+def sequential_note(result) -> str:
+    """The line that says what a sequential (``--until-ci``) run is."""
+    seq = result.sequential
+    stopped = "stopped" if seq["n"] < seq["planned_n"] else "ran to the end"
+    return (f"vitbench: {result.model} {result.suite}: sequential, not leaderboard-grade: {stopped} after "
+            f"{seq['n']} of {seq['planned_n']} examples with the target of +-{seq['target_half_width']:g} points; "
+            f"accuracy intervals are Clopper-Pearson at 95% split over {seq['looks']} planned looks (Bonferroni), "
+            "valid under this optional stopping; the row is unranked, and a run without --until-ci reuses these "
+            "chunks")
+
+
 def print_results(results, *, as_json: bool) -> None:
     from vitbench.board.tables import build_rows, render
     from vitbench.store import open_store
+    for r in results:
+        if r.sequential:
+            print(sequential_note(r), file=sys.stderr)
     if as_json:
         print(json.dumps([r.to_json() for r in results], indent=2))
         return
@@ -157,9 +186,15 @@ def run(args: argparse.Namespace) -> int:
         if given:
             from vitbench.errors import ConfigError
             raise ConfigError(f"{', '.join(given)} only apply to a Slurm submission: add --slurm (or drop them)")
+    if args.slurm and getattr(args, "until_ci", None) is not None:
+        from vitbench.errors import ConfigError
+        raise ConfigError("--until-ci runs in one process (it decides after each chunk whether to go on): drop "
+                          "--slurm")
     if args.slurm:
         from vitbench.cli._slurm import submit
-        return submit(args, entries, preset, _evaluation(args))
+        evaluation = _evaluation(args)
+        evaluation.pop("until_ci")
+        return submit(args, entries, preset, evaluation)
     results = execute(args, entries, preset)
     if results:
         print_results(results, as_json=args.json)
