@@ -52,7 +52,8 @@ models:
     weights: {{source: {weights}}}
     num_classes: 10
     dataset: digits
-    preprocessing: {{input_size: 32, interpolation: bilinear, crop_pct: 1.0, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
+    preprocessing: {{input_size: 32, interpolation: bilinear, crop_pct: 1.0,
+                     mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
     threat_model: {{norm: linf, eps: 0.1}}
 {extra}"""
 

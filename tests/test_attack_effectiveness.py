@@ -97,7 +97,8 @@ def test_oracle_loss_is_at_least_pgd_k_loss_and_seeds_differ():
     assert len(r["loss"]) == 2 and len(r["loss"][0]) == 2 and len(r["loss_oracle"]) == 2
     assert r["loss_oracle"][0] != r["loss_oracle"][1]          # each seed its own random start
     again = SUITE.run(model, chunk, config, Context(torch.device("cpu"), 3))
-    flat = lambda recs: [v for r in recs for row in r["loss"] for v in row] + [v for r in recs for v in r["loss_oracle"]]  # noqa: E731
+    flat = lambda recs: ([v for r in recs for row in r["loss"] for v in row]  # noqa: E731
+                         + [v for r in recs for v in r["loss_oracle"]])
     assert flat(again.records) == pytest.approx(flat(out.records), rel=1e-4)   # batch size does not matter
 
 

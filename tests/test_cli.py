@@ -133,9 +133,9 @@ def test_leaderboard_plots_every_suite_present(cli, tmp_path):
     out = tmp_path / "plots"
     assert cli("leaderboard", "--data", "digits", "--plot", out).code == 0
     names = sorted(p.name for p in out.glob("*.png"))
-    assert set(names) == {"robustness_vs_eps.png", "corruptions_accuracy_vs_severity.png", "patch_sensitivity_layers.png",
-                          "semantic_scores.png", "semantic_examples_digits-resnet.light.png",
-                          "semantic_examples_digits-vit.light.png"}
+    assert set(names) == {"robustness_vs_eps.png", "corruptions_accuracy_vs_severity.png",
+                          "patch_sensitivity_layers.png", "semantic_scores.png",
+                          "semantic_examples_digits-resnet.light.png", "semantic_examples_digits-vit.light.png"}
     for path in out.glob("*.png"):
         with Image.open(path) as img:
             assert img.size[0] > 300 and img.size[1] > 200

@@ -241,7 +241,8 @@ MONOTONE_PSNR = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise
 def test_damage_grows_with_severity(name):
     x = natural(6, 32, seed=7)
     scores = [psnr(x, C.corrupt(x, name, s, gen(7))) for s in C.SEVERITIES]
-    assert all(a > b - 0.05 for a, b in zip(scores, scores[1:], strict=False)), scores   # non-increasing (motion: 2 equal)
+    # non-increasing (motion: 2 equal)
+    assert all(a > b - 0.05 for a, b in zip(scores, scores[1:], strict=False)), scores
     assert scores[0] > scores[-1] + 1
 
 
@@ -326,7 +327,8 @@ def test_brightness_contrast_saturate_closed_forms():
     x = natural(4, 32, seed=11)
     means = [float(C.corrupt(x, "brightness", s).mean()) for s in C.SEVERITIES]
     stds = [float(C.corrupt(x, "contrast", s).std()) for s in C.SEVERITIES]
-    assert all(a < b for a, b in zip(means, means[1:], strict=False)) and all(a > b for a, b in zip(stds, stds[1:], strict=False))
+    assert (all(a < b for a, b in zip(means, means[1:], strict=False))
+            and all(a > b for a, b in zip(stds, stds[1:], strict=False)))
     grey = torch.full((1, 3, 4, 4), 0.5)
     sat = C.corrupt(grey, "saturate", 5, table="imagenet")                 # skimage: grey has hue 0 (red)
     assert torch.allclose(sat[0, :, 0, 0], torch.tensor([0.5, 0.4, 0.4]))
@@ -448,7 +450,8 @@ def test_suite_applies_the_release_save_and_keys_it(tiny_zoo):
 
     x = natural(2, 32, seed=16)
     chunk = Chunk(0, 0, 2, x, torch.tensor([0, 1]), 7, ["a", "b"])
-    configs = {m: CorruptionsConfig(corruptions=("gaussian_noise",), release_save=m) for m in ("auto", "none", "jpeg85")}
+    configs = {m: CorruptionsConfig(corruptions=("gaussian_noise",), release_save=m)
+               for m in ("auto", "none", "jpeg85")}
     images = {m: CorruptionsSuite()._images(None, chunk, c, None, "gaussian_noise", 3) for m, c in configs.items()}
     assert torch.equal(torch.round(images["auto"] * 255) / 255, images["auto"])         # 8-bit values
     assert not torch.equal(torch.round(images["none"] * 255) / 255, images["none"])

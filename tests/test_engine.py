@@ -135,7 +135,8 @@ def test_oom_backoff_continues_with_smaller_batches(tiny_zoo, monkeypatch, tmp_p
 
 def test_label_space_mismatch_is_refused(tiny_zoo, tmp_path):
     from vitbench.errors import DataError
-    text = tiny_zoo.read_text().replace("dataset: digits", "dataset: imagenet").replace("num_classes: 10", "num_classes: 10")
+    text = tiny_zoo.read_text().replace("dataset: digits", "dataset: imagenet").replace(
+        "num_classes: 10", "num_classes: 10")
     tiny_zoo.write_text(text)
     with pytest.raises(DataError, match="predicts imagenet labels but 'digits' has digits labels"):
         _engine().run(load_zoo(tiny_zoo).get("tiny-vit.test"), open_dataset("digits"), _job())

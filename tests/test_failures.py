@@ -80,7 +80,8 @@ def _bench_folder(cli, root):
 
 
 @pytest.mark.parametrize("extra, needles", [
-    ({"a/bad.png": b"\x89PNG\r\n\x1a\n" + b"junk" * 100}, ("image a/bad.png cannot be decoded", "corrupt or truncated")),
+    ({"a/bad.png": b"\x89PNG\r\n\x1a\n" + b"junk" * 100},
+     ("image a/bad.png cannot be decoded", "corrupt or truncated")),
     ({"b/cut.png": _png_bytes((64, 64))[:90]}, ("image b/cut.png cannot be decoded",)),
     ({"a/huge.png": _bomb_png(30000)}, ("image a/huge.png has 900,000,000 pixels", "decompression bomb")),
 ])

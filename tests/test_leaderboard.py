@@ -83,7 +83,8 @@ def test_references_load_with_sources():
 def test_adaptive_numbers_are_kept_apart_from_autoattack():
     """RobustBench's model_info: MeanSparse AutoAttack 62.12 / external 58.92, MixedNUTS 58.62 / 58.50."""
     rows = {r.model: r for r in load_reference("robustbench-imagenet").rows}
-    assert (rows["Amini2024MeanSparse_Swin-L"].autoattack, rows["Amini2024MeanSparse_Swin-L"].external) == (0.6212, 0.5892)
+    assert (rows["Amini2024MeanSparse_Swin-L"].autoattack,
+            rows["Amini2024MeanSparse_Swin-L"].external) == (0.6212, 0.5892)
     assert (rows["Bai2024MixedNUTS"].autoattack, rows["Bai2024MixedNUTS"].external) == (0.5862, 0.5850)
 
 
@@ -138,7 +139,8 @@ def test_card_fields():
     assert c["eps"] == "0.1" and c["autoattack_acc"] == "55.00" and c["clean_acc"] == "90.00"
     assert set(c) == {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
                       "architecture", "eps", "clean_acc", "reported", "autoattack_acc", "footnote", "unreliable",
-                      "vitbench"}  # the sidecar: intervals RobustBench's format has no place for (its loader ignores it)
+                      # the sidecar: intervals RobustBench's format has no place for (its loader ignores it)
+                      "vitbench"}
     assert "external" not in c  # RobustBench's leaderboard reads external first and cannot convert ""
     assert c["architecture"] == "test_resnet" and c["additional_data"] is False and c["number_forward_passes"] == 1
     assert "not recorded in the zoo entry" in c["footnote"] and not c["unreliable"]

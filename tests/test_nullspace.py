@@ -151,7 +151,8 @@ models:
     weights: {{source: {tmp_path / 'cnn.safetensors'}}}
     num_classes: 10
     dataset: digits
-    preprocessing: {{input_size: 32, interpolation: bilinear, crop_pct: 1.0, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
+    preprocessing: {{input_size: 32, interpolation: bilinear, crop_pct: 1.0,
+                     mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}
 """)
     res = cli("analyze", "nullspace", "tiny-cnn.test", "--zoo", zoo)
     assert res.code == 2 and res.err.count("\n") == 1

@@ -49,7 +49,8 @@ def _vit(seed: int = 0) -> RobustModel:
 
 def _chunk(n: int = 12, seed: int = 7) -> Chunk:
     gen = torch.Generator().manual_seed(seed)
-    return Chunk(0, 0, n, torch.rand(n, 3, 32, 32, generator=gen), torch.arange(n) % 10, seed, [str(i) for i in range(n)])
+    return Chunk(0, 0, n, torch.rand(n, 3, 32, 32, generator=gen), torch.arange(n) % 10, seed,
+                 [str(i) for i in range(n)])
 
 
 def _run(model, config, chunk=None, batch=64):

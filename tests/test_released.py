@@ -69,7 +69,8 @@ def test_imagenet_c_identical_images_give_clean_errors(cli, imagenet_zoo, imagen
     assert res.code == 0, res
     metrics = metric_values(json.loads(res.out)[0])
     clean_err = 1 - metrics["clean_accuracy"]
-    assert all(metrics[f"error/{c}/{s}"] == pytest.approx(clean_err) for c in ("brightness", "fog") for s in range(1, 6))
+    assert all(metrics[f"error/{c}/{s}"] == pytest.approx(clean_err)
+               for c in ("brightness", "fog") for s in range(1, 6))
     assert "mce" not in metrics  # only 2 of the 15 corruptions
 
 
@@ -129,7 +130,8 @@ def test_imagenet_r_masks_to_its_200_classes(cli, imagenet_zoo, tmp_path):
               "natural_shift", "--json")
     assert res.code == 0, res
     out = json.loads(res.out)[0]
-    assert out["config"]["benchmark"] == "imagenet-r" and 0 <= out["metrics"]["natural_shift/imagenet-r/accuracy"]["value"] <= 1
+    assert (out["config"]["benchmark"] == "imagenet-r"
+            and 0 <= out["metrics"]["natural_shift/imagenet-r/accuracy"]["value"] <= 1)
     bad = cli("bench", "tiny-in.test", "--zoo", imagenet_zoo, "--data", "digits", "--suite", "natural_shift")
     assert bad.code == 2 and "imagenet-a: or imagenet-r:" in bad.err
 

@@ -84,7 +84,8 @@ def test_corruptor_step_is_a_full_norm_five_ascent_step_whatever_the_gradient_sc
     x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
     before = [p.detach().clone() for p in state["corruptor"].parameters()]
     _, grads = _step(recipe, model, config, state, x, y)
-    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(state["corruptor"].parameters(), before, strict=True)])
+    moved = torch.cat([(p.detach() - b).flatten()
+                       for p, b in zip(state["corruptor"].parameters(), before, strict=True)])
     grad = torch.cat([g.flatten() for g in grads])                                     # dL/d(theta_C), STE
     # first Nesterov step: theta += lr (1 + momentum) * 5 grad / |grad|, though |grad| is far below 5
     assert 0 < grad.norm() < 0.05 and torch.allclose(moved.norm(), torch.tensor(0.01 * 1.9 * 5.0), rtol=1e-4)
@@ -154,7 +155,8 @@ def _trained_corruptor(tmp_path, **recipe_args):
     model.net.load_state_dict(load_file(str(tmp_path / "r" / "model.safetensors")))
     torch.manual_seed(config.seed)
     initial, trained = PatchCorruptor(8, (4, 4)), PatchCorruptor(8, (4, 4))          # setup() draws C like this
-    trained.load_state_dict(torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"])
+    trained.load_state_dict(
+        torch.load(tmp_path / "r" / "last.pt", weights_only=True)["recipe"]["state_dicts"]["corruptor"])
     x, _ = open_dataset("digits").load(0, 128, Preprocessing(input_size=32, interpolation="bilinear", crop_pct=1.0))
     return model, initial, trained, x
 

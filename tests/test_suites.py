@@ -16,7 +16,8 @@ from vitbench.zoo.schema import load_zoo
 
 
 def test_ece_golden():
-    # bins of width 0.5: bin (0, .5]: conf .2,.4 acc 0/2 -> |0 - .3| * 2/4; bin (.5, 1]: conf .6, 1.0, acc 2/2 -> |1 - .8| * 2/4
+    # bins of width 0.5: bin (0, .5]: conf .2,.4 acc 0/2 -> |0 - .3| * 2/4;
+    # bin (.5, 1]: conf .6, 1.0, acc 2/2 -> |1 - .8| * 2/4
     assert expected_calibration_error([0.2, 0.4, 0.6, 1.0], [False, False, True, True], bins=2) == pytest.approx(0.25)
     assert expected_calibration_error([0.9] * 10, [True] * 9 + [False], bins=15) == pytest.approx(0.0, abs=1e-12)
 

@@ -87,7 +87,8 @@ def test_compare_counts_the_discordant_pairs_of_the_stored_samples(cli):
         eps_index = run.config["eps"].index(0.1)
         robust[run.model] = [r["robust"][0][eps_index] for r in records]
     a, b = robust["digits-vit.light"], robust["digits-resnet.light"]
-    assert pgd.only_a == sum(x and not y for x, y in zip(a, b, strict=True)) and pgd.only_b == sum(y and not x for x, y in zip(a, b, strict=True))
+    assert (pgd.only_a == sum(x and not y for x, y in zip(a, b, strict=True))
+            and pgd.only_b == sum(y and not x for x, y in zip(a, b, strict=True)))
     assert pgd.p_value == pytest.approx(stats.mcnemar_exact(pgd.only_a, pgd.only_b))
     assert pgd.diff == pytest.approx(sum(a) / 50 - sum(b) / 50)
     shown = cli("compare", "digits-vit.light", "digits-resnet.light", "--data", "digits")

@@ -76,9 +76,9 @@ def _check_alias_expansion(root: yaml.Node, where: str) -> None:
 
     total = size(root, frozenset())
     if total - len(unique) > MAX_YAML_ALIAS_NODES:
-        raise ConfigError(f"{where}: YAML aliases would expand the document to {total:,} nodes ({total - len(unique):,} "
-                          f"added by aliases, at most {MAX_YAML_ALIAS_NODES:,} allowed): write the values out "
-                          "instead of nesting aliases")
+        raise ConfigError(f"{where}: YAML aliases would expand the document to {total:,} nodes "
+                          f"({total - len(unique):,} added by aliases, at most {MAX_YAML_ALIAS_NODES:,} allowed): "
+                          "write the values out instead of nesting aliases")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:

@@ -48,8 +48,8 @@ class LineProgress:
     """Progress as plain lines on stderr: one when work advances ``interval`` seconds or more after the last
     line (so a line per chunk when chunks are slow, else one every ``interval`` seconds), one when nothing advanced
     for ``interval`` seconds (long chunks), and a last one once any was written; each gives the share done, the
-    rate and the time left. Work shorter than ``interval`` stays quiet. ``total`` and ``advance`` count work (e.g. cost-weighted
-    examples); ``items`` count what the rate is given in (examples, batches)."""
+    rate and the time left. Work shorter than ``interval`` stays quiet. ``total`` and ``advance`` count work
+    (e.g. cost-weighted examples); ``items`` count what the rate is given in (examples, batches)."""
 
     def __init__(self, total: float, desc: str, unit: str, *, interval: float | None = None) -> None:
         self.total, self.desc, self.unit = total, desc, unit

@@ -39,7 +39,8 @@ def parse_eps(text: str | float | int) -> float:
             else:
                 value = float(raw)
         except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"eps {text!r} does not parse: write a float such as 0.1 or a fraction such as 4/255") from None
+            raise ConfigError(f"eps {text!r} does not parse: "
+                              "write a float such as 0.1 or a fraction such as 4/255") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"eps {text!r} must be a finite number >= 0 (e.g. 4/255 or 0.5)")
     if value > MAX_L2_EPS:

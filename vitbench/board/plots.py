@@ -188,7 +188,8 @@ def plot_gap_vs_epoch(runs: Sequence, out: Path) -> Path | None:
         for k in points[-1][1].config["steps"]:
             rows = [(e, *_gap_percent(r, k)) for e, r in points if f"loss_gap_k{k}" in r.metrics]
             ax.errorbar([e for e, _, _ in rows], [g for _, g, _ in rows], yerr=[s for _, _, s in rows], marker="o",
-                        capsize=3, label=f"{parent} k={k}" + ("" if len(series) == 1 else f" ({threat_label(norm, eps)})"))
+                        capsize=3,
+                        label=f"{parent} k={k}" + ("" if len(series) == 1 else f" ({threat_label(norm, eps)})"))
     ax.set_xlabel("epoch")
     ax.set_ylabel("relative loss gap to the oracle (%)")
     ax.grid(alpha=0.3)

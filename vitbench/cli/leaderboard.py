@@ -17,7 +17,8 @@ def add_parser(sub, parent) -> None:
     p.add_argument("--models", nargs="+", help="only these models")
     p.add_argument("--format", choices=("md", "csv", "json", "latex"), default="md")
     p.add_argument("--json", action="store_true", help="same as --format json")
-    p.add_argument("--compare", metavar="REF", help="merge with a reference leaderboard (see `vitbench list references`)")
+    p.add_argument("--compare", metavar="REF",
+                   help="merge with a reference leaderboard (see `vitbench list references`)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="with --compare: show local rows evaluated under another setup, flagged")
     p.add_argument("--ci", choices=("pm", "interval", "none"), default="pm",

@@ -712,7 +712,8 @@ def save_like_release(x: torch.Tensor, mode: str, *, out: torch.Tensor | None = 
         ConfigError: an unknown mode.
     """
     if mode not in RELEASE_SAVES:
-        raise ConfigError(f"release save {mode!r} is not one of {', '.join(RELEASE_SAVES)}{did_you_mean(mode, RELEASE_SAVES)}")
+        raise ConfigError(f"release save {mode!r} is not one of {', '.join(RELEASE_SAVES)}"
+                          f"{did_you_mean(mode, RELEASE_SAVES)}")
     out = torch.empty_like(x) if out is None else out
     if mode == "jpeg85":
         return _jpeg_roundtrip(x, RELEASE_JPEG_QUALITY, "floor", out=out)

@@ -106,7 +106,8 @@ def decode_image(item, spec: str, sample_id: str) -> Image.Image:
     except FileNotFoundError:
         raise DataError(f"{where} is missing: restore the file or rebuild the dataset") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise DataError(f"{where} cannot be decoded ({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}): "
+        raise DataError(f"{where} cannot be decoded "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}): "
                         "the file is corrupt or truncated; replace or remove it") from None
 
 
@@ -265,7 +266,8 @@ def open_parquet(spec: DatasetSpec) -> TableDataset:
     try:
         table = datasets.Dataset(pq.read_table(path))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-        raise DataError(f"dataset {spec.text!r}: {path} is not a readable parquet file ({type(exc).__name__})") from None
+        raise DataError(f"dataset {spec.text!r}: {path} is not a readable parquet file "
+                        f"({type(exc).__name__})") from None
     from vitbench.hashing import file_sha256
     return _table_dataset(spec, table, fingerprint_of("parquet", file_sha256(path), spec.options), path.stem)
 

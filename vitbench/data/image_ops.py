@@ -135,7 +135,8 @@ def gaussian_filter_scipy_order(x: torch.Tensor, sigma: float, mode: str = "near
         padded = pad_axis(x, dim, radius, radius, mode)
         out = padded.narrow(dim, radius, n) * float(taps[radius])
         for j in range(radius, 0, -1):
-            out = out + (padded.narrow(dim, radius - j, n) + padded.narrow(dim, radius + j, n)) * float(taps[radius + j])
+            out = out + (padded.narrow(dim, radius - j, n)
+                         + padded.narrow(dim, radius + j, n)) * float(taps[radius + j])
         x = out
     return x
 

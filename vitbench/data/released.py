@@ -88,13 +88,15 @@ class CifarC:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise DataError(f"CIFAR-C folder {self.root} does not exist (expected ROOT/<corruption>.npy and labels.npy)")
+            raise DataError(f"CIFAR-C folder {self.root} does not exist "
+                            "(expected ROOT/<corruption>.npy and labels.npy)")
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - a handful of memory-mapped files per process
     def _array(self, corruption: str) -> np.ndarray:
         path = self.root / f"{corruption}.npy"
         if not path.is_file():
-            raise DataError(f"CIFAR-C file {path} is missing (expected ROOT/<corruption>.npy of shape (5*N, 32, 32, 3))")
+            raise DataError(f"CIFAR-C file {path} is missing "
+                            "(expected ROOT/<corruption>.npy of shape (5*N, 32, 32, 3))")
         arr = np.load(path, mmap_mode="r")
         if arr.ndim != 4 or arr.shape[1:] != (32, 32, 3) or arr.shape[0] % len(SEVERITIES):
             raise DataError(f"{path} has shape {arr.shape}; expected (5*N, 32, 32, 3), severities stacked in order")

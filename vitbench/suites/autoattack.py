@@ -95,7 +95,8 @@ class AutoAttackSuite(Suite):
         batch = min(config.batch_size, ctx.batch_size)
         result = run_cascade(adversary, chunk.x, chunk.y, batch_size=batch)
         records = [{"clean_correct": bool(c), "robust": bool(r), "broken_by": b}
-                   for c, r, b in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by, strict=True)]
+                   for c, r, b in zip(result.clean_correct.tolist(), result.robust.tolist(), result.broken_by,
+                                      strict=True)]
         flags = [f for f in result.flags if f != "square-beat-white-box"]
         if batch < config.batch_size and batch < len(chunk.y):
             flags.append("attack-batch-reduced")
@@ -122,7 +123,8 @@ class AutoAttackSuite(Suite):
         variant = config.version if config.version != "custom" else "custom[" + "+".join(config.attacks) + "]"
         return [clean_column(metrics),
                 column(metrics, "robust_accuracy", id=f"autoattack/{variant}/robust_accuracy@"
-                       f"{threat_id(config.norm, config.eps)}", label=f"{config.label} {eps_label(config.norm, config.eps)}",
+                       f"{threat_id(config.norm, config.eps)}",
+                       label=f"{config.label} {eps_label(config.norm, config.eps)}",
                        rank=HEADLINE_RANK[config.version], headline=True, kind="robust", attack="AA",
                        version=config.version, threat=(config.norm, config.eps))]
 

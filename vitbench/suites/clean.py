@@ -63,7 +63,8 @@ def classify_records(logits: torch.Tensor, y: torch.Tensor, class_subset: Sequen
     has_top5 = logits.shape[1] > 5
     return [{"pred": int(p), "correct": bool(p == t), "top5": bool(t5) if has_top5 else None,
              "confidence": float(c), "p_true": float(pt)}
-            for p, t, t5, c, pt in zip(pred.tolist(), y.tolist(), top5.tolist(), conf.tolist(), p_true.tolist(), strict=True)]
+            for p, t, t5, c, pt in zip(pred.tolist(), y.tolist(), top5.tolist(), conf.tolist(), p_true.tolist(),
+                                       strict=True)]
 
 
 def clean_metrics(records: Sequence[dict], bins: int) -> dict[str, Metric]:

@@ -18,7 +18,8 @@ Metrics (Hendrycks and Dietterich 2019), with E(c, s) the top-1 error at corrupt
   accuracy = mean over the benchmark corruptions and severities of 1 - E(c, s); "w/o noise" = the same over the 12
   benchmark corruptions other than the three noises; the extra (validation) corruptions, when asked for, get their
   own mean ("accuracy_extra") and never enter these. mCE and relative mCE use the AlexNet errors of
-  ``data/files/imagenet_c_alexnet.yaml`` and are only reported for the released ImageNet-C with all 15 corruptions at all 5 severities.
+  ``data/files/imagenet_c_alexnet.yaml`` and are only reported for the released ImageNet-C with all 15
+  corruptions at all 5 severities.
 """
 
 from __future__ import annotations

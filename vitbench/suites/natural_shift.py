@@ -49,7 +49,8 @@ class NaturalShiftSuite(Suite):
     def run(self, model, chunk, config: NaturalShiftConfig, ctx) -> SuiteOutput:
         subset = getattr(ctx.dataset, "class_subset", None)
         if subset is None:
-            raise ConfigError("suite natural_shift: the dataset has no 200-class subset; use imagenet-a: or imagenet-r:")
+            raise ConfigError("suite natural_shift: the dataset has no 200-class subset; "
+                              "use imagenet-a: or imagenet-r:")
         return SuiteOutput(classify_records(predict(model, chunk.x, ctx.batch_size), chunk.y, class_subset=subset))
 
     def aggregate(self, records, config: NaturalShiftConfig) -> dict[str, Metric]:

@@ -1,8 +1,8 @@
 """Semantic perturbations (light recipe, Debenedetti et al. 2023; methods.md A, "Analyses").
 
-Do a model's adversarial perturbations carry the semantics of the image's class? PGD-``steps`` (default 100) with alpha =
-``alpha_factor`` * eps / steps (1.5), a uniform random start, untargeted, no early stop, model in eval mode, on
-the evaluation images. The perturbation delta = x_adv - x (|delta_i| <= eps, also for L2) is rescaled and
+Do a model's adversarial perturbations carry the semantics of the image's class? PGD-``steps`` (default 100) with
+alpha = ``alpha_factor`` * eps / steps (1.5), a uniform random start, untargeted, no early stop, model in eval mode,
+on the evaluation images. The perturbation delta = x_adv - x (|delta_i| <= eps, also for L2) is rescaled and
 quantised to 8 bits,
 
     p = round(255 * (delta + eps) / (2 eps)) / 255        (delta = -eps -> 0, 0 -> 128/255, +eps -> 1),
@@ -187,7 +187,8 @@ class SemanticSuite(Suite):
 
     def run(self, model, chunk: Chunk, config: SemanticConfig, ctx: Context) -> SuiteOutput:
         if not ctx.models:
-            raise VitbenchError("semantic: needs its judge panel (run it through vitbench.evaluate or `vitbench bench`)")
+            raise VitbenchError("semantic: needs its judge panel "
+                                "(run it through vitbench.evaluate or `vitbench bench`)")
         clean_ok = (predict(model, chunk.x, ctx.batch_size).argmax(1) == chunk.y).cpu()
         delta, adv_pred = _perturbations(model, chunk, config, ctx.batch_size)
         q = quantise_perturbation(delta, config.eps)                           # (B, C, H, W) uint8

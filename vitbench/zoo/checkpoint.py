@@ -126,7 +126,8 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor], *, where: str, num
         if name in own and own[name].shape != value.shape:
             hint = ""
             if value.ndim >= 1 and own[name].ndim >= 1 and own[name].shape[0] == num_classes:
-                hint = f": the checkpoint predicts {value.shape[0]} classes, the entry declares {num_classes}; fix num_classes"
+                hint = (f": the checkpoint predicts {value.shape[0]} classes, the entry declares {num_classes}; "
+                        "fix num_classes")
             raise CheckpointError(f"{where}: weight {name} has shape {tuple(value.shape)}, the architecture "
                                   f"expects {tuple(own[name].shape)}{hint or ' (check arch and arch_args)'}")
     missing = sorted(set(own) - set(state))

@@ -231,7 +231,8 @@ def parse_zoo(text: str, origin: str) -> dict[str, ZooEntry]:
         raise ConfigError(f"{origin}: unknown top-level key {key!r} (a zoo file has 'version' and 'models')")
     version = doc.get("version", ZOO_VERSION)
     if version != ZOO_VERSION:
-        raise ConfigError(f"{origin}: zoo version {version!r} is not supported (this vitbench reads version {ZOO_VERSION})")
+        raise ConfigError(f"{origin}: zoo version {version!r} is not supported "
+                          f"(this vitbench reads version {ZOO_VERSION})")
     models = doc.get("models") or {}
     if not isinstance(models, dict):
         raise ConfigError(f"{origin}: 'models' must map entry names to entries")
