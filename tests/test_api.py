@@ -106,3 +106,12 @@ def test_export_samples_writes_the_stored_records(cli, tmp_path, suffix):
     assert table["correct"] == report.samples("clean")["correct"]
     bad = cli("export", "--samples", "digits-resnet.light", "--suite", "autoattack", "--out", out)
     assert bad.code == 2 and "no stored autoattack run" in bad.err
+
+
+def test_evaluate_until_ci_reports_a_sequential_run(isolated_home):
+    report = vitbench.evaluate("digits-vit.light", "digits", suites="clean", chunk_size=50, until_ci=4, device="cpu")
+    clean = report["clean"]
+    assert clean.flags == ["sequential"] and clean.sequential["looks"] == 10
+    assert clean.n_examples == clean.sequential["n"] < 500 and clean.sequential["target_half_width"] == 4
+    with pytest.raises(ConfigError, match="until_ci"):
+        vitbench.evaluate("digits-vit.light", "digits", suites="clean", until_ci=0)

@@ -189,6 +189,8 @@ class SuiteReport:
     #: each metric's 95% interval (Wilson for accuracies, bootstrap otherwise) and number of examples
     ci95: dict[str, tuple[float, float] | None] = field(default_factory=dict)
     n: dict[str, int | None] = field(default_factory=dict)
+    #: a quick ``until_ci`` run: target_half_width, looks, planned_n, n, method (None for an ordinary run)
+    sequential: dict | None = None
 
 
 class Report:
@@ -241,7 +243,7 @@ def _suite_report(r: RunResult) -> SuiteReport:
     return SuiteReport(r.suite, r.model, r.dataset, r.n_examples, r.config,
                        {k: float(m.value) for k, m in r.metrics.items()}, list(r.flags), r.eval_key, r.cached,
                        dict(r.provenance), {k: m.ci95 for k, m in r.metrics.items()},
-                       {k: m.n for k, m in r.metrics.items()})
+                       {k: m.n for k, m in r.metrics.items()}, r.sequential)
 
 
 def _data(data: str | EvalDataset) -> EvalDataset:

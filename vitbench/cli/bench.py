@@ -157,11 +157,9 @@ def sequential_note(result) -> str:
 def print_results(results, *, as_json: bool) -> None:
     from vitbench.board.tables import build_rows, render
     from vitbench.store import open_store
-    for r in results:
-        if r.sequential:
-            print(sequential_note(r), file=sys.stderr)
     if as_json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(json.dumps([r.to_json() for r in results], indent=2), flush=True)
+        _sequential_notes(results)
         return
     store = open_store()
     ids = {r.run_id for r in results}
@@ -170,6 +168,14 @@ def print_results(results, *, as_json: bool) -> None:
     cached = sum(r.cached for r in results)
     if cached:
         print(f"\n({cached} of {len(results)} suite runs were cache hits)")
+    sys.stdout.flush()
+    _sequential_notes(results)
+
+
+def _sequential_notes(results) -> None:
+    for r in results:
+        if r.sequential:
+            print(sequential_note(r), file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
