@@ -62,3 +62,25 @@ def test_the_read_side_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "digits-vit.light" in out.stdout
+
+
+def test_evaluation_defaults_live_in_one_place():
+    """The engine, the API, the CLI and the intervals read their defaults from vitbench.defaults."""
+    import argparse
+    import inspect
+
+    from vitbench import api, defaults
+    from vitbench.cli.bench import add_bench_args
+    from vitbench.engine import Options
+    from vitbench.intervals import IntervalOptions
+    options = Options()
+    assert (options.chunk_size, options.batch_size) == (defaults.CHUNK_SIZE, defaults.BATCH_SIZE)
+    assert (IntervalOptions().method, IntervalOptions().resamples) == (defaults.INTERVAL, defaults.RESAMPLES)
+    parser = argparse.ArgumentParser()
+    add_bench_args(parser)
+    cli = parser.parse_args(["m", "--data", "digits"])
+    assert (cli.chunk_size, cli.batch_size, cli.interval, cli.resamples) == (
+        defaults.CHUNK_SIZE, defaults.BATCH_SIZE, defaults.INTERVAL, defaults.RESAMPLES)
+    for fn in (api.evaluate, api.evaluate_many, api.setup, api.submit):
+        params = inspect.signature(fn).parameters
+        assert (params["interval"].default, params["resamples"].default) == (defaults.INTERVAL, defaults.RESAMPLES)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitbench import defaults
 from vitbench.errors import ConfigError, VitbenchError
 
 if TYPE_CHECKING:
@@ -318,22 +319,22 @@ def setup(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatase
           suites: str | Sequence[str] | None = None, preset: str | None = None, norm: str | None = None,
           eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
           device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
-          zoo: str | os.PathLike | Zoo | None = None, interval: str = "wilson", resamples: int = 1000,
-          until_ci: float | None = None) -> Setup:
+          zoo: str | os.PathLike | Zoo | None = None, interval: str = defaults.INTERVAL,
+          resamples: int = defaults.RESAMPLES, until_ci: float | None = None) -> Setup:
     """Check and resolve an evaluation (arguments as for :func:`evaluate_many`) without computing anything.
 
     Raises:
         VitbenchError: any bad input, as one message.
     """
-    from vitbench.engine import DEFAULT_CHUNK_SIZE, Options, resolve_device
+    from vitbench.engine import Options, resolve_device
     from vitbench.intervals import IntervalOptions
     from vitbench.threat import parse_eps, parse_norm
     try:
         intervals = IntervalOptions(method=interval, resamples=resamples, seed=seed)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                      device=device or "auto", batch_size=batch_size or 256, intervals=intervals,
+    options = Options(seed=seed, n_examples=n_examples, chunk_size=chunk_size or defaults.CHUNK_SIZE,
+                      device=device or "auto", batch_size=batch_size or defaults.BATCH_SIZE, intervals=intervals,
                       until_ci=until_ci)
     if until_ci is not None and not (0 < until_ci < 100):
         raise ConfigError(f"until_ci (--until-ci) is a half-width in points between 0 and 100, e.g. 2; got {until_ci}")
@@ -353,8 +354,8 @@ def evaluate(model: str | ZooEntry | RobustModel, data: str | EvalDataset, *,
              eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
              device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
              store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-             progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
-             resamples: int = 1000, until_ci: float | None = None) -> Report:
+             progress: Progress | None = None, workers: int = 1, interval: str = defaults.INTERVAL,
+             resamples: int = defaults.RESAMPLES, until_ci: float | None = None) -> Report:
     """Run suites on one model over a dataset, storing every chunk; cached chunks are reused.
 
     Args:
@@ -381,8 +382,8 @@ def evaluate_many(models: Sequence[str | ZooEntry | RobustModel], data: str | Ev
                   eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
                   device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
                   store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-                  progress: Progress | None = None, workers: int = 1, interval: str = "wilson",
-                  resamples: int = 1000, until_ci: float | None = None) -> list[Report]:
+                  progress: Progress | None = None, workers: int = 1, interval: str = defaults.INTERVAL,
+                  resamples: int = defaults.RESAMPLES, until_ci: float | None = None) -> list[Report]:
     """:func:`evaluate` for several models on one dataset (one report each, in order; each model loaded once).
 
     Any number of processes evaluating the same models, data and suites on one store share the work through
@@ -457,7 +458,7 @@ def submit(models: Sequence[str | ZooEntry | RobustModel], data: str | EvalDatas
            eps: float | str | None = None, n_examples: int | None = None, seed: int = 0,
            device: str | None = None, batch_size: int | None = None, chunk_size: int | None = None,
            store: str | os.PathLike | Store | None = None, zoo: str | os.PathLike | Zoo | None = None,
-           interval: str = "wilson", resamples: int = 1000) -> Submission:
+           interval: str = defaults.INTERVAL, resamples: int = defaults.RESAMPLES) -> Submission:
     """:func:`evaluate_many` as a Slurm job array of lease workers (through submitit, ``vitbench[slurm]``).
 
     Suite runs already stored are aggregated at once; the array's jobs share the others through chunk leases in

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from vitbench import __version__, stats
+from vitbench import __version__, defaults, stats
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
 from vitbench.errors import ConfigError, DataError, VitbenchError
@@ -47,7 +47,7 @@ from vitbench.zoo.schema import ZooEntry
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 100
+DEFAULT_CHUNK_SIZE = defaults.CHUNK_SIZE
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Options:
     n_examples: int | None = None
     chunk_size: int = DEFAULT_CHUNK_SIZE
     device: str = "auto"
-    batch_size: int = 256
+    batch_size: int = defaults.BATCH_SIZE
     #: how the metrics' intervals are computed (aggregation only: not part of the evaluation key)
     intervals: IntervalOptions = field(default_factory=IntervalOptions)
     #: sequential mode: stop a job once its accuracies' intervals (valid under optional stopping) have a

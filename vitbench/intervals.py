@@ -13,17 +13,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vitbench import stats
+from vitbench import defaults, stats
 from vitbench.metrics import Metric
 
-RESAMPLES = 1000
+RESAMPLES = defaults.RESAMPLES
 
 
 @dataclass(frozen=True)
 class IntervalOptions:
     """How intervals are computed: the proportion method, bootstrap resamples (0: none) and its seed."""
 
-    method: str = "wilson"
+    method: str = defaults.INTERVAL
     resamples: int = RESAMPLES
     seed: int = 0
     level: float = stats.LEVEL

@@ -8,6 +8,7 @@ import os
 import sys
 
 from vitbench.cli._common import add_store_arg, add_threat_args, load_zoo, progress_bar
+from vitbench.defaults import BATCH_SIZE, CHUNK_SIZE, INTERVAL, RESAMPLES
 
 
 def add_parser(sub, parent) -> None:
@@ -42,11 +43,13 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
     seeds.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                        help="run the battery under each seed; tables show the mean and the spread across seeds")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: GPU when present)")
-    p.add_argument("--batch-size", type=int, default=256, help="largest batch (halved on out-of-memory)")
-    p.add_argument("--chunk-size", type=int, default=100, help="examples per stored chunk (part of the cache key)")
-    p.add_argument("--interval", choices=("wilson", "clopper-pearson"), default="wilson",
-                   help="95%% interval of accuracies (default wilson); other metrics get a bootstrap")
-    p.add_argument("--resamples", type=int, default=1000,
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"largest batch, halved on out-of-memory (default {BATCH_SIZE})")
+    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
+                   help=f"examples per stored chunk, part of the cache key (default {CHUNK_SIZE})")
+    p.add_argument("--interval", choices=("wilson", "clopper-pearson"), default=INTERVAL,
+                   help=f"95%% interval of accuracies (default {INTERVAL}); other metrics get a bootstrap")
+    p.add_argument("--resamples", type=int, default=RESAMPLES,
                    help="bootstrap resamples for the intervals of non-accuracy metrics (default 1000; 0: none)")
     p.add_argument("--until-ci", type=_half_width, metavar="W",
                    help="quick sequential mode: stop once the accuracies' 95%% intervals (valid under optional "
@@ -120,8 +123,8 @@ def _evaluation(args: argparse.Namespace, seed: int | None = None) -> dict:
     """The keyword arguments of :func:`vitbench.api.evaluate_many` the bench options give."""
     return {"norm": args.norm, "eps": args.eps, "n_examples": args.n_examples,
             "seed": args.seed if seed is None else seed, "device": args.device, "batch_size": args.batch_size,
-            "chunk_size": args.chunk_size, "interval": getattr(args, "interval", "wilson"),
-            "resamples": getattr(args, "resamples", 1000), "until_ci": getattr(args, "until_ci", None)}
+            "chunk_size": args.chunk_size, "interval": getattr(args, "interval", INTERVAL),
+            "resamples": getattr(args, "resamples", RESAMPLES), "until_ci": getattr(args, "until_ci", None)}
 
 
 def execute(args: argparse.Namespace, entries, preset) -> list:
