@@ -164,3 +164,18 @@ def test_retrained_panel_model_changes_the_evaluation_key(tmp_path):
     before = engine.key(entry, data, job)[0]
     save_tiny_vit(folder / "judge.safetensors", seed=2)   # the judge is retrained
     assert engine.key(load_zoo(zoo).get("tiny-vit.test"), data, job)[0] != before
+
+
+def test_the_site_draws_example_grids_from_the_store_it_is_built_from(panel_zoo, tmp_path):
+    """A site built from a store other than the default one still finds the stored example images."""
+    import vitbench
+    from vitbench.store import Store
+    entry = panel_zoo.get("tiny-vit.test")
+    other = tmp_path / "other.sqlite"
+    config = SemanticConfig(eps=0.1, steps=2, panel=("tiny-vit.panel",), examples=2)
+    Engine(Store(other), Options(n_examples=4, chunk_size=4, device="cpu"), zoo=panel_zoo).run(
+        entry, open_dataset("digits"), SuiteRun("semantic", config))
+    site = vitbench.site(tmp_path / "site", store=str(other), zoo=panel_zoo)
+    grids = {p.name for p in site.rglob("semantic_examples_*.png")}
+    assert grids == {"semantic_examples_tiny-vit.test.png"}
+    assert open_store().runs() == []  # nothing came from, or went to, the default store

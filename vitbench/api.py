@@ -758,7 +758,9 @@ def site(out: str | os.PathLike, *, data: str | None = None, compare: str | Sequ
             title=title or web.DEFAULT_TITLE, rows=board.rows, labels=board.ranks(), board_json=board.to_json(),
             board_md=board.to_markdown(), runs=runs, shown_runs=shown, current=current, entries=zoo.entries,
             references=[web.reference_table(board.rows, ref, published) for ref in refs], store=opened, data=data)
-        return web.write_site(path, inputs)
+        from vitbench.store import using_store
+        with using_store(opened.address):  # plots that read per-sample records open this store, not the default
+            return web.write_site(path, inputs)
     finally:
         if owned:
             opened.close()
