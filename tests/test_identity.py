@@ -297,3 +297,16 @@ def test_missing_vitbench_zoo_is_an_error(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("VITBENCH_ZOO", str(tmp_path / "nope.yaml"))
     res = cli("zoo", "list")
     assert res.code == 2 and "VITBENCH_ZOO" in res.err and "nope.yaml" in res.err
+
+
+def test_evaluation_keys_are_stable_across_versions():
+    """The keys of bundled models' evaluations are pinned: a refactor that changes them silently makes every
+    user's stored chunks unreachable (issue 11's member facts did, once). Change these only with a suite version
+    bump or a key-format change that the release notes announce."""
+    from vitbench.api import setup
+    from vitbench.store import open_store
+    prepared = setup(["digits-vit.light"], "digits", suites=["clean", "pgd_sweep"], eps=0.1, device="cpu")
+    engine = prepared.engine(open_store())
+    keys = {job.suite: engine.key(entry, data, job)[0]
+            for entry, data, job in (prepared.task(p) for p in prepared.positions())}
+    assert keys == {"clean": "61fa8f511bcb6ffd2bca6039eaf81b87", "pgd_sweep": "c9fa574ca7be1d7f912c88732a3b05fc"}
