@@ -2,6 +2,7 @@
 comparisons, subsets labelled."""
 
 import json
+import os
 
 import pytest
 
@@ -235,3 +236,29 @@ def test_until_ci_refuses_what_it_cannot_do(cli, isolated_home, extra, says):
     res = cli("bench", "digits-vit.light", "--data", "digits", "--suite", "clean", "--n-examples", "40", *extra)
     assert res.code == 2 and says in res.err and len(res.err.strip().splitlines()) == 1, res
     assert not (isolated_home / "results.sqlite").exists()
+
+
+def test_until_ci_takes_over_the_chunk_a_killed_run_left_leased():
+    """A quick run killed mid-chunk leaves that chunk leased by a dead process: the rerun ends the lease and
+    computes the chunk (before, it skipped the chunk and aggregated a run without its records)."""
+    import subprocess
+    import sys
+
+    from vitbench.data import open_dataset
+    from vitbench.engine import Engine, Options, SuiteRun
+    from vitbench.leases import worker_id
+    from vitbench.store import Plan, open_store
+    from vitbench.suites.clean import CleanConfig
+    from vitbench.zoo.schema import load_zoo
+    entry, data, job = load_zoo().get("digits-vit.light"), open_dataset("digits"), SuiteRun("clean", CleanConfig())
+    engine = Engine(open_store(), Options(n_examples=200, chunk_size=50, device="cpu", until_ci=1))
+    key, info = engine.key(entry, data, job)
+    plan = Plan(200, 50)
+    engine.store.ensure_eval(key, info)
+    engine.store.plan_leases(key, plan)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner = worker_id().replace(f":{os.getpid()}:", f":{int(dead.stdout)}:")
+    assert engine.store.claim(key, plan, owner, 600).lease.start == 0  # chunk 0, held by a process that is gone
+    result = engine.run(entry, data, job)
+    assert result.n_examples == 200 and result.sequential["n"] == 200  # +-1 point is never reached on 200 images
+    assert len(engine.store.records(key, plan.spans())) == 200

@@ -32,11 +32,11 @@ from typing import Any
 
 import torch
 
-from vitbench import __version__, defaults, stats
+from vitbench import __version__, defaults
 from vitbench._config import stable_hash, to_plain
 from vitbench.data.base import EvalDataset
 from vitbench.errors import ConfigError, DataError, VitbenchError
-from vitbench.intervals import IntervalOptions, annotate
+from vitbench.intervals import SEQUENTIAL, IntervalOptions, annotate
 from vitbench.label_spaces import LABEL_SPACES
 from vitbench.leases import BEATS_PER_LEASE, Heartbeat, known_dead, lease_seconds, short, worker_id
 from vitbench.store import Commit, Lease, Plan, Store
@@ -299,8 +299,14 @@ class ChunkOutput:
     worker: str
 
 
-#: how a sequential run's accuracies get their intervals (``--until-ci``)
-SEQUENTIAL_METHOD = "sequential"
+def _sequential_width(j, records: list[dict], intervals: IntervalOptions) -> float | None:
+    """The widest half-width, in points, of the stopping metrics' sequential intervals over the records seen so
+    far (None when the suite has no accuracy to stop on)."""
+    metrics = annotate(j.suite.aggregate(records, j.job.config), len(records), None, intervals)
+    widths = [100 * max(m.value - m.ci95[0], m.ci95[1] - m.value)
+              for m in (metrics[name] for name in _stopping_metrics(j.suite.columns(j.job.config, metrics), metrics))
+              if m.ci95 is not None]
+    return max(widths) if widths else None
 
 
 def _stopping_metrics(columns: list, metrics: dict[str, Metric]) -> list[str]:
@@ -308,12 +314,6 @@ def _stopping_metrics(columns: list, metrics: dict[str, Metric]) -> list[str]:
     shown = [c.metric for c in columns if c.metric in metrics and metrics[c.metric].is_proportion]
     head = [c.metric for c in columns if c.headline and c.metric in shown]
     return head or list(dict.fromkeys(shown))
-
-
-def _sequential_intervals(metrics: dict[str, Metric], looks: int, level: float) -> dict[str, Metric]:
-    """Every proportion's interval replaced by its sequential one (Clopper-Pearson, Bonferroni over the looks)."""
-    return {k: (replace(m, ci95=stats.sequential_ci(m.successes, m.n, looks, level), method=SEQUENTIAL_METHOD)
-                if m.is_proportion and m.uncertain and m.n else m) for k, m in metrics.items()}
 
 
 #: the first wait of a worker that finds nothing to claim (see Engine._poll_s)
@@ -466,35 +466,26 @@ class Engine:
         self.store.ensure_eval(j.key, j.info)
         self.store.plan_leases(j.key, j.plan)
         j.started = time.perf_counter()
-        seen = j.plan
-        for _, _, stop in j.plan.chunks():
-            seen = Plan(stop, j.plan.chunk_size)
-            prefix = replace(j, plan=seen)
-            while True:
-                claim = self.store.claim(j.key, seen, self.worker, self.lease_s)
-                if claim.lease is None:
-                    break
-                self._compute_leased(prefix, claim.lease)
-                j.computed += 1
-            widest = self._sequential_width(j, seen, looks)
+        intervals = replace(self.options.intervals, looks=looks, resamples=0)
+        seen, records = j.plan, []
+        for _, start, stop in j.plan.chunks():
+            seen = Plan(stop, j.plan.chunk_size)  # every earlier chunk is stored: only this one can be missing
+            idle = 0
+            while (claim := self.store.claim(j.key, seen, self.worker, self.lease_s)).missing:
+                if claim.lease is not None:
+                    self._compute_leased(replace(j, plan=seen), claim.lease)
+                    j.computed += 1
+                elif not self._reap([j]):  # leased by another process: wait for it, or for its lease to expire
+                    idle += 1
+                    time.sleep(self._poll_s(idle))
+            records += self.store.records(j.key, [(start, stop)])
+            widest = _sequential_width(j, records, intervals)
             if widest is not None and widest <= target:
                 break
         j.plan = seen
         j.finished = True
         return self._finish(j, cached=j.computed == 0, sequential={"target_half_width": target, "looks": looks,
                                                                    "planned_n": planned})
-
-    def _sequential_width(self, j: _Job, plan: Plan, looks: int) -> float | None:
-        """The widest half-width, in points, of the stopping metrics' sequential intervals over ``plan``'s
-        chunks (None when the suite has no accuracy to stop on)."""
-        records = self.store.records(j.key, plan.spans())
-        metrics = j.suite.aggregate(records, j.job.config)
-        widths = []
-        for name in _stopping_metrics(j.suite.columns(j.job.config, metrics), metrics):
-            m = metrics[name]
-            lo, hi = stats.sequential_ci(m.successes, m.n, looks, self.options.intervals.level)
-            widths.append(100 * max(m.value - lo, hi - m.value))
-        return max(widths) if widths else None
 
     # -- independent workers: leases ---------------------------------------------------------------------------
     def _run_leased(self, jobs: list[_Job]) -> list[RunResult | None]:
@@ -657,18 +648,19 @@ class Engine:
         entry, dataset, job, suite, key = j.entry, j.dataset, j.job, j.suite, j.key
         spans, n = j.plan.spans(), j.plan.n
         records = self.store.records(key, spans)
-        metrics = annotate(suite.aggregate(records, job.config), len(records), suite.resampler(records, job.config),
-                           self.options.intervals)
+        intervals = self.options.intervals
         details: dict[str, Any] = {}
         if sequential is not None:
-            metrics = _sequential_intervals(metrics, sequential["looks"], self.options.intervals.level)
-            details["sequential"] = dict(sequential, method=SEQUENTIAL_METHOD, n=n)
+            intervals = replace(intervals, looks=sequential["looks"])
+            details["sequential"] = dict(sequential, method=SEQUENTIAL, n=n)
+        metrics = annotate(suite.aggregate(records, job.config), len(records), suite.resampler(records, job.config),
+                           intervals)
         flags: list[str] = ["sequential"] if sequential is not None else []
         for info in self.store.chunk_info(key, spans):
             flags += [f for f in info["flags"] if f not in flags]
         flags += [f for f in suite.run_flags(records, job.config, metrics) if f not in flags]
         config = to_plain(job.config)
-        prov = dict(provenance(self.device), dataset_size=len(dataset), intervals=to_plain(self.options.intervals))
+        prov = dict(provenance(self.device), dataset_size=len(dataset), intervals=to_plain(intervals))
         columns = suite.columns(job.config, metrics)
         seconds = time.perf_counter() - j.started
         run_id = self.store.add_run(

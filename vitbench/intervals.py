@@ -17,22 +17,29 @@ from vitbench import defaults, stats
 from vitbench.metrics import Metric
 
 RESAMPLES = defaults.RESAMPLES
+#: the method of a sequential run's proportions (``--until-ci``)
+SEQUENTIAL = "sequential"
 
 
 @dataclass(frozen=True)
 class IntervalOptions:
-    """How intervals are computed: the proportion method, bootstrap resamples (0: none) and its seed."""
+    """How intervals are computed: the proportion method, bootstrap resamples (0: none) and its seed; ``looks``
+    > 1 for a sequential run (``--until-ci``): its proportions get Clopper-Pearson at 1 - alpha / looks, valid at
+    any of its planned looks."""
 
     method: str = defaults.INTERVAL
     resamples: int = RESAMPLES
     seed: int = 0
     level: float = stats.LEVEL
+    looks: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in stats.METHODS:
             raise ValueError(f"interval method {self.method!r} is not one of {', '.join(stats.METHODS)}")
         if self.resamples < 0:
             raise ValueError("resamples must be >= 0")
+        if self.looks < 1:
+            raise ValueError("looks must be >= 1")
 
 
 Resampler = Callable[[np.ndarray], Mapping[str, float]]
@@ -50,6 +57,9 @@ def annotate(metrics: Mapping[str, Metric], n_records: int, resampler: Resampler
     for name, m in metrics.items():
         if not m.uncertain or m.value != m.value:
             out[name] = m
+        elif m.is_proportion and options.looks > 1:
+            out[name] = replace(m, ci95=stats.sequential_ci(m.successes, m.n, options.looks, options.level),
+                                method=SEQUENTIAL)
         elif m.is_proportion:
             out[name] = replace(m, ci95=stats.proportion_ci(m.successes, m.n, options.method, options.level),
                                 method=options.method)
