@@ -33,6 +33,18 @@ def isolated_home(tmp_path, monkeypatch):
     return home
 
 
+#: about half a second per chunk of 10 tiny-vit digits images: long enough that lease workers overlap, short
+#: enough for CI (tests of workers, submitit arrays and the Slurm cluster)
+SLOW_CHUNK_PRESET = """description: a slow-enough chunk for worker and array tests
+suites:
+  - suite: attack_effectiveness
+    eps: 0.05
+    steps: [1, 5]
+    oracle_steps: 40
+    seeds: 2
+"""
+
+
 def save_tiny_vit(path: Path, *, seed: int = 0, num_classes: int = 10) -> Path:
     """A tiny random-init ViT's weights as safetensors (deterministic given the seed)."""
     import timm

@@ -57,21 +57,22 @@ def test_checks_are_recorded_when_the_cli_quiets_pyautoattack(monkeypatch):
     import logging
     logger = logging.getLogger("auto-attack")
     monkeypatch.setattr(logger, "level", logging.ERROR)
-    entry, model = _robust_model()
-    x, y = _data(entry, 8)
-    softmax_model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1))
-    result = run_cascade(make_adversary(softmax_model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
-                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+    result = _softmax_cascade()
     assert "softmax-output" in result.flags
     assert logger.level == logging.ERROR and logger.propagate
 
 
-def test_softmax_output_is_flagged():
+def _softmax_cascade():
+    """APGD-CE on the robust model with a softmax appended (pyautoattack's check must flag it)."""
     entry, model = _robust_model()
     x, y = _data(entry, 8)
     softmax_model = torch.nn.Sequential(model, torch.nn.Softmax(dim=1))
-    result = run_cascade(make_adversary(softmax_model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
-                                        seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+    return run_cascade(make_adversary(softmax_model, norm="linf", eps=0.1, version="custom", attacks=("apgd-ce",),
+                                      seed=0, device="cpu", num_classes=10), x, y, batch_size=8)
+
+
+def test_softmax_output_is_flagged():
+    result = _softmax_cascade()
     assert "softmax-output" in result.flags
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SLOW_CHUNK_PRESET
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 submitit = pytest.importorskip("submitit")
 from submitit.helpers import Checkpointable  # noqa: E402
@@ -112,14 +114,6 @@ def test_preempted_job_checkpoints_and_is_requeued_by_slurm(slurm_executor, tmp_
     assert "Calling checkpoint method" in log and f"Requeued job {job.job_id}" in log
 
 
-VITBENCH_PRESET = """description: a slow-enough chunk for the Slurm array test
-suites:
-  - suite: attack_effectiveness
-    eps: 0.05
-    steps: [1, 5]
-    oracle_steps: 40
-    seeds: 2
-"""
 
 
 def test_vitbench_bench_runs_a_two_job_array_of_lease_workers_end_to_end(slurm_conf, tiny_zoo, tmp_path, cli,
@@ -131,7 +125,7 @@ def test_vitbench_bench_runs_a_two_job_array_of_lease_workers_end_to_end(slurm_c
     from conftest import subprocess_env, vitbench_exe
     from vitbench.store import Store
     preset = tmp_path / "array.yaml"
-    preset.write_text(VITBENCH_PRESET)
+    preset.write_text(SLOW_CHUNK_PRESET)
     args = ["bench", "tiny-vit.test", "--zoo", str(tiny_zoo), "--data", "digits", "--preset", str(preset),
             "--n-examples", "80", "--chunk-size", "10", "--device", "cpu", "--json"]
     monkeypatch.setenv("VITBENCH_STORE", str(tmp_path / "alone.sqlite"))

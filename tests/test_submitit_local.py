@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SLOW_CHUNK_PRESET
+
 submitit = pytest.importorskip("submitit")
 from submitit.helpers import Checkpointable  # noqa: E402
 
@@ -131,14 +133,6 @@ def test_preemption_requeues_without_using_up_a_timeout(tmp_path):
 
 # -- vitbench's own lease workers through the local executor (the code path of `vitbench bench --slurm`) ----------
 
-PRESET = """description: a slow-enough chunk for array tests
-suites:
-  - suite: attack_effectiveness
-    eps: 0.05
-    steps: [1, 5]
-    oracle_steps: 40
-    seeds: 2
-"""
 
 
 def _bench(zoo, preset, *extra) -> list[str]:
@@ -149,7 +143,7 @@ def _bench(zoo, preset, *extra) -> list[str]:
 @pytest.fixture
 def bench_preset(tmp_path):
     path = tmp_path / "array.yaml"
-    path.write_text(PRESET)
+    path.write_text(SLOW_CHUNK_PRESET)
     return path
 
 

@@ -13,25 +13,16 @@ import time
 
 import pytest
 
-from conftest import subprocess_env, vitbench_exe
+from conftest import SLOW_CHUNK_PRESET, subprocess_env, vitbench_exe
 from vitbench.store import Store
 
-# about half a second per chunk of 10 here: long enough that workers overlap, short enough for CI
-PRESET = """description: a slow-enough chunk for worker tests
-suites:
-  - suite: attack_effectiveness
-    eps: 0.05
-    steps: [1, 5]
-    oracle_steps: 40
-    seeds: 2
-"""
 N, CHUNK = 60, 10
 
 
 @pytest.fixture
 def preset(tmp_path):
     path = tmp_path / "workers.yaml"
-    path.write_text(PRESET)
+    path.write_text(SLOW_CHUNK_PRESET)
     return path
 
 
