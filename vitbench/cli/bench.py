@@ -62,7 +62,8 @@ def add_bench_args(p: argparse.ArgumentParser, *, models: bool = True, defaults:
                         "CPU threads or its own GPU (with --slurm: the job array's size) (default 1)")
 
 
-#: the Slurm options and their defaults (any other value without --slurm is an error)
+#: the Slurm options and their defaults, which add_slurm_args gives them (any other value without --slurm is an
+#: error)
 SLURM_DEFAULTS = {"partition": None, "gpus_per_worker": 0, "cpus_per_worker": None, "time_min": 60.0,
                   "slurm_arg": [], "slurm_folder": None, "wait": False, "slurm_cluster": "slurm"}
 
@@ -71,16 +72,17 @@ def add_slurm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Slurm", "submit a job array of lease workers through submitit (vitbench[slurm])")
     g.add_argument("--slurm", action="store_true", help="submit --workers N array jobs instead of running here")
     g.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
-    g.add_argument("--gpus-per-worker", type=int, default=0, metavar="G", help="GPUs per array job (default 0)")
+    g.add_argument("--gpus-per-worker", type=int, default=SLURM_DEFAULTS["gpus_per_worker"], metavar="G",
+                   help="GPUs per array job (default 0)")
     g.add_argument("--cpus-per-worker", type=int, metavar="C", help="CPUs per array job (default: Slurm's)")
-    g.add_argument("--time-min", type=float, default=60.0, metavar="T",
+    g.add_argument("--time-min", type=float, default=SLURM_DEFAULTS["time_min"], metavar="T",
                    help="time limit per job in minutes; a job that runs out requeues and continues (default 60)")
-    g.add_argument("--slurm-arg", action="append", default=[], metavar="KEY=VALUE",
+    g.add_argument("--slurm-arg", action="append", default=SLURM_DEFAULTS["slurm_arg"], metavar="KEY=VALUE",
                    help="any other sbatch option, e.g. account=lab or qos=high (repeatable)")
     g.add_argument("--slurm-folder", metavar="DIR",
                    help="where submitit keeps job files and logs (default: $VITBENCH_HOME/slurm); on a shared disk")
     g.add_argument("--wait", action="store_true", help="wait for the array and print the table")
-    g.add_argument("--slurm-cluster", choices=("slurm", "local"), default="slurm",
+    g.add_argument("--slurm-cluster", choices=("slurm", "local"), default=SLURM_DEFAULTS["slurm_cluster"],
                    help="local: run the array as local processes through submitit's local executor (tests, laptops)")
 
 

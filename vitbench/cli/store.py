@@ -33,7 +33,7 @@ def run_merge(args: argparse.Namespace) -> int:
     try:
         for source in args.sources:
             # a source is read as it is, never changed
-            src = Store(source, timeout=store_timeout(), migrate=False, existing=True)
+            src = Store(source, timeout=store_timeout(), migrate=False)  # checked to exist above
             try:
                 print(merge(src, into).line(into.location))
             finally:
