@@ -116,12 +116,13 @@ def _latest(runs: Sequence[RunRow]) -> list[RunRow]:
     def evaluation(run: RunRow) -> tuple:
         return (run.model, run.model_fingerprint, run.data_fingerprint, run.suite,
                 json.dumps(run.config, sort_keys=True), run.seed)
-    ordinary = {evaluation(run) for run in runs if "sequential" not in run.flags}
+    keyed = [(evaluation(run), run) for run in runs]
+    ordinary = {key for key, run in keyed if "sequential" not in run.flags}
     latest: dict[tuple, RunRow] = {}
-    for run in runs:
-        if "sequential" in run.flags and evaluation(run) in ordinary:
+    for key, run in keyed:
+        if "sequential" in run.flags and key in ordinary:
             continue
-        latest[evaluation(run) + (run.n_examples,)] = run
+        latest[key + (run.n_examples,)] = run
     return sorted(latest.values(), key=lambda r: r.run_id)
 
 
